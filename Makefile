@@ -1,0 +1,54 @@
+# Two commands matter: `make demo` and `make test`. Everything else supports them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch; on machines where PyPI's default wheel is a CUDA build, point pip
+# at a CPU wheel (see docs/development.md) or override: make TORCH_SPEC=torch==2.13.0+cpu ...
+TORCH_SPEC ?= torch==2.13.0
+FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck unit e2e fashion-mnist clean
+
+setup: $(STAMP)
+
+$(STAMP): shared/pyproject.toml coordinator/pyproject.toml edge_agent/pyproject.toml requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e "shared[train]" -e coordinator -e edge_agent -r requirements-dev.txt
+	@touch $@
+
+fashion-mnist:
+	@if [ -f "$(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz" ]; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's dataset-fashion-mnist ..."; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; \
+	else \
+		echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist' (or make demo FASHION_MNIST_DIR=/path/to/idx-files)"; \
+		exit 1; \
+	fi
+
+demo: setup fashion-mnist
+	$(BIN)/fl-coordinator demo --data-dir "$(FASHION_MNIST_DIR)"
+
+lint: setup
+	$(BIN)/ruff check shared/src coordinator/src edge_agent/src tests bench
+	$(BIN)/ruff format --check shared/src coordinator/src edge_agent/src tests bench
+
+typecheck: setup
+	$(BIN)/mypy shared/src coordinator/src edge_agent/src
+
+unit: setup
+	$(BIN)/python -m pytest -m "not e2e"
+
+e2e: setup fashion-mnist
+	$(BIN)/python -m pytest -m e2e
+
+test: setup fashion-mnist lint typecheck
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Plain Flower (Message API) FedAvg app: the round-latency baseline."""

@@ -1,0 +1,471 @@
+"""Round latency: plain Flower vs. our platform on the same workload (issue #2 baseline).
+
+Workload, both ways: 2 devices on 127.0.0.1, SimpleCNN, scikit-learn digits split IID in 2,
+FedAvg, 3 rounds, 1 local epoch, batch 32, lr 0.01, server-side evaluation on the digits
+test split after every round (round 0 = the initial model), 1 torch thread per client.
+
+(a) plain: ``flower-superlink`` + 2 ``flower-supernode`` running bench/plain_app (a minimal
+    Message-API app), the run submitted through the SuperLink's Control API.
+(b) ours:  ``fl_coordinator.local_fleet.LocalFleet`` (coordinator + 2 edge agents), the run
+    submitted through the coordinator's REST API.
+
+Both measure wall-clock time.time() stamps: submit = just before StartRun / POST /runs;
+round r = when its server-side evaluation happened (plain: stamped inside evaluate_fn; ours:
+when the round first shows up in GET /runs/{id}, polled every 0.1 s).
+  submit_to_first_round = t(round 1) - submit
+  seconds_per_round     = mean(t(r) - t(r-1) for r in 1..num_rounds)
+
+Usage: .venv/bin/python bench/round_latency.py [--repeat N] [--out FILE] [--keep-dirs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BENCH_DIR = Path(__file__).resolve().parent
+APP_DIR = BENCH_DIR / "plain_app"
+DEFAULT_OUT = BENCH_DIR / "results" / "round_latency.json"
+
+NUM_ROUNDS = 3
+NUM_DEVICES = 2
+RUN_REQUEST: dict[str, Any] = {
+    "model": "cnn",
+    "dataset": "digits",
+    "num_rounds": NUM_ROUNDS,
+    "min_devices": NUM_DEVICES,
+    "local_epochs": 1,
+    "batch_size": 32,
+    "learning_rate": 0.01,
+}
+RUN_TIMEOUT_S = 600.0
+READY_TIMEOUT_S = 90.0
+
+
+class BenchError(RuntimeError):
+    """A variant did not produce a complete measurement."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def program(name: str) -> str:
+    """A console script of this virtualenv (beside the interpreter), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
+def wait_until(ready: Callable[[], bool], timeout_s: float, what: str, procs: list[Any]) -> None:
+    """Poll ``ready`` every 0.2 s; fail early if one of ``procs`` (ManagedProcess) exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        for proc in procs:
+            if proc.poll() is not None:
+                tail = "\n".join(proc.tail()[-15:])
+                raise BenchError(f"{proc.name} exited with {proc.poll()} while {what}:\n{tail}")
+        time.sleep(0.2)
+    raise BenchError(f"timed out after {timeout_s:.0f} s {what}")
+
+
+def latency_metrics(submit: float, round_times: dict[int, float]) -> dict[str, Any]:
+    """submit_to_first_round and seconds_per_round from the round stamps (0..NUM_ROUNDS)."""
+    missing = [r for r in range(NUM_ROUNDS + 1) if r not in round_times]
+    if missing:
+        raise BenchError(f"no timestamp for round(s) {missing}: {round_times}")
+    durations = [round_times[r] - round_times[r - 1] for r in range(1, NUM_ROUNDS + 1)]
+    return {
+        "submit_to_round0_s": round_times[0] - submit,
+        "submit_to_first_round_s": round_times[1] - submit,
+        "round_durations_s": durations,
+        "seconds_per_round": statistics.fmean(durations),
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    """What ran the benchmark."""
+    import flwr
+    import torch
+
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_total_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_total_kib = int(line.split()[1])
+                break
+    except OSError:
+        pass
+    try:
+        nproc = int(subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout)
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        nproc = os.cpu_count() or 0
+    return {
+        "platform": platform.platform(),
+        "cpu_model": cpu_model,
+        "nproc": nproc,
+        "mem_total_gib": round(mem_total_kib / 1024**2, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "flwr": flwr.__version__,
+    }
+
+
+# ----------------------------------------------------------------------------- (a) plain
+
+
+def run_plain(workdir: Path) -> dict[str, Any]:
+    """One run of bench/plain_app on a bare SuperLink and two bare SuperNodes."""
+    from flwr.cli.build import build_fab_from_disk
+    from flwr.common.serde import fab_to_proto, run_status_from_proto, user_config_to_proto
+    from flwr.proto.control_pb2 import (  # pylint: disable=no-name-in-module
+        ListNodesRequest,
+        ListRunsRequest,
+        StartRunRequest,
+    )
+    from flwr.supercore.control import ControlHttpClient
+    from flwr.supercore.fab import Fab
+
+    from fl_shared.flower_env import flower_env
+    from fl_shared.managed_process import ManagedProcess
+
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    logs = workdir / "logs"
+    timings_file = workdir / "timings.json"
+    procs: list[ManagedProcess] = []
+    client: ControlHttpClient | None = None
+    try:
+        home = workdir / "superlink-home"
+        home.mkdir(parents=True)
+        superlink = ManagedProcess(
+            "superlink",
+            [
+                program("flower-superlink"),
+                "--insecure",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--disable-runtime-dependency-installation",
+                "--database",
+                str(workdir / "superlink.db"),
+            ],
+            env=flower_env(home),
+            cwd=home,
+            log_file=logs / "superlink.log",
+        )
+        procs.append(superlink)
+        superlink.start()
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://{address}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, READY_TIMEOUT_S, "waiting for the SuperLink", procs)
+
+        for i in range(NUM_DEVICES):
+            node_home = workdir / f"supernode-{i}-home"
+            node_home.mkdir(parents=True)
+            node = ManagedProcess(
+                f"supernode-{i}",
+                [
+                    program("flower-supernode"),
+                    "--insecure",
+                    "--superlink",
+                    address,
+                    "--port",
+                    str(free_port()),
+                    "--node-config",
+                    f"partition-id={i} num-partitions={NUM_DEVICES} torch-threads=1",
+                ],
+                env=flower_env(node_home),
+                cwd=node_home,
+                log_file=logs / f"supernode-{i}.log",
+            )
+            procs.append(node)
+            node.start()
+
+        client = ControlHttpClient.from_server_address(address, True, None, ())
+
+        def nodes_online() -> bool:
+            try:
+                nodes = client.ListNodes(ListNodesRequest()).nodes_info
+            except (httpx.HTTPError, OSError):
+                return False
+            return sum(1 for n in nodes if n.status == "online") >= NUM_DEVICES
+
+        t_ready = time.time()
+        wait_until(nodes_online, READY_TIMEOUT_S, "waiting for 2 SuperNodes online", procs)
+        nodes_wait_s = time.time() - t_ready
+
+        fab_bytes = build_fab_from_disk(APP_DIR)
+        fab = Fab(hashlib.sha256(fab_bytes).hexdigest(), fab_bytes, {})
+        request = StartRunRequest(
+            fab=fab_to_proto(fab),
+            override_config=user_config_to_proto({"timings-file": str(timings_file)}),
+            federation="",
+        )
+        submit = time.time()
+        response = client.StartRun(request)
+        if not response.HasField("run_id"):
+            raise BenchError("the SuperLink refused the run")
+        run_id = int(response.run_id)
+
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        status = None
+        while time.monotonic() < deadline:
+            runs = client.ListRuns(ListRunsRequest(run_id=run_id)).run_dict
+            if run_id in runs:
+                status = run_status_from_proto(runs[run_id].status)
+                if status.status == "finished":
+                    break
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise BenchError(f"{proc.name} exited with {proc.poll()} during the run")
+            time.sleep(0.5)
+        else:
+            raise BenchError(f"plain run {run_id} not finished after {RUN_TIMEOUT_S:.0f} s")
+        finished = time.time()
+        if status is None or status.sub_status != "completed":
+            detail = status.details if status is not None else "unknown"
+            raise BenchError(f"plain run {run_id} ended {status}: {detail}; logs in {logs}")
+
+        stamps = json.loads(timings_file.read_text())["rounds"]
+        round_times = {int(s["round"]): float(s["time"]) for s in stamps}
+        result = {
+            "variant": "plain",
+            "flower_run_id": run_id,
+            "submit_time": submit,
+            "finished_seen_time": finished,
+            "round_times": {str(k): v for k, v in sorted(round_times.items())},
+            "eval_accuracy": {str(s["round"]): s["eval-accuracy"] for s in stamps},
+            "nodes_wait_s": nodes_wait_s,
+            "submit_to_finished_seen_s": finished - submit,
+        }
+        result.update(latency_metrics(submit, round_times))
+        return result
+    finally:
+        if client is not None:
+            client.close()
+        # SuperNodes first (SIGTERM deactivates them at once), then the SuperLink.
+        for proc in reversed(procs):
+            proc.stop(grace_s=15)
+
+
+# ----------------------------------------------------------------------------- (b) ours
+
+
+def run_ours(workdir: Path) -> dict[str, Any]:
+    """One run through the platform: coordinator + 2 edge agents, REST-submitted."""
+    from fl_coordinator.local_fleet import LocalFleet
+
+    fleet = LocalFleet(workdir, torch_threads=1)
+    try:
+        fleet.start_coordinator()
+        for i in range(NUM_DEVICES):
+            fleet.start_agent(i, NUM_DEVICES)
+        t_ready = time.time()
+        fleet.wait_devices_online(NUM_DEVICES, timeout_s=READY_TIMEOUT_S)
+        devices_wait_s = time.time() - t_ready
+
+        submit = time.time()
+        run = fleet.start_run(dict(RUN_REQUEST))
+        run_id = int(run["run_id"])
+
+        first_seen: dict[int, float] = {}
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                run = fleet.get_run(run_id)
+            except httpx.HTTPError:
+                time.sleep(0.1)
+                continue
+            now = time.time()
+            for report in run.get("rounds", []):
+                first_seen.setdefault(int(report["round"]), now)
+            if run["status"] in ("completed", "failed", "stopped"):
+                break
+            if fleet.coordinator is not None and fleet.coordinator.poll() is not None:
+                raise BenchError(f"the coordinator exited with {fleet.coordinator.poll()}")
+            time.sleep(0.1)
+        else:
+            raise BenchError(f"run {run_id} not finished after {RUN_TIMEOUT_S:.0f} s")
+        finished = time.time()
+        if run["status"] != "completed":
+            raise BenchError(
+                f"run {run_id} ended {run['status']}: {run.get('detail')}; logs in "
+                f"{workdir / 'logs'}"
+            )
+        rounds = sorted(run["rounds"], key=lambda r: int(r["round"]))
+        reported = {int(r["round"]): float(r["seconds"]) for r in rounds}
+        result = {
+            "variant": "ours",
+            "run_id": run_id,
+            "flower_run_id": run.get("flower_run_id"),
+            "submit_time": submit,
+            "finished_seen_time": finished,
+            "round_times": {str(k): v for k, v in sorted(first_seen.items())},
+            "reported_round_seconds": {str(k): v for k, v in reported.items()},
+            "reported_seconds_per_round": statistics.fmean(
+                reported[r] for r in range(1, NUM_ROUNDS + 1) if r in reported
+            ),
+            "eval_accuracy": {str(r["round"]): r.get("eval_accuracy") for r in rounds},
+            "devices_wait_s": devices_wait_s,
+            "submit_to_finished_seen_s": finished - submit,
+        }
+        result.update(latency_metrics(submit, first_seen))
+        return result
+    finally:
+        fleet.stop()
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def summarize(results: list[dict[str, Any]], variant: str) -> dict[str, float]:
+    """Means over the repeats of one variant."""
+    mine = [r for r in results if r["variant"] == variant]
+    out = {
+        "seconds_per_round": statistics.fmean(r["seconds_per_round"] for r in mine),
+        "submit_to_first_round_s": statistics.fmean(r["submit_to_first_round_s"] for r in mine),
+        "submit_to_round0_s": statistics.fmean(r["submit_to_round0_s"] for r in mine),
+    }
+    if variant == "ours":
+        out["reported_seconds_per_round"] = statistics.fmean(
+            r["reported_seconds_per_round"] for r in mine
+        )
+    return out
+
+
+def print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """Per-run lines, then the means and the ratios."""
+    print()
+    print(f"{'run':<10} {'s/round':>9} {'submit->r1 s':>13} {'submit->r0 s':>13}  rounds (s)")
+    for r in results:
+        name = f"{r['variant']}#{r['repeat']}"
+        rounds = " ".join(f"{d:.2f}" for d in r["round_durations_s"])
+        extra = ""
+        if r["variant"] == "ours":
+            rep = " ".join(f"{r['reported_round_seconds'][str(k)]:.2f}" for k in (1, 2, 3))
+            extra = f"  [reported 'seconds': {rep}]"
+        print(
+            f"{name:<10} {r['seconds_per_round']:>9.2f} {r['submit_to_first_round_s']:>13.2f}"
+            f" {r['submit_to_round0_s']:>13.2f}  {rounds}{extra}"
+        )
+    plain, ours, ratio = summary["plain"], summary["ours"], summary["ratio_ours_over_plain"]
+    print()
+    print(f"{'mean':<24} {'plain':>8} {'ours':>8} {'ours/plain':>11}")
+    for key, label in (
+        ("seconds_per_round", "seconds per round"),
+        ("submit_to_first_round_s", "submit -> round 1 (s)"),
+    ):
+        print(f"{label:<24} {plain[key]:>8.2f} {ours[key]:>8.2f} {ratio[key]:>11.2f}")
+    print(f"ours, mean of the rounds' own 'seconds': {ours['reported_seconds_per_round']:.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=1, help="runs per variant (alternating)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
+    parser.add_argument(
+        "--keep-dirs", action="store_true", help="keep the temporary state/log directories"
+    )
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+    machine = machine_info()
+    print(f"machine: {json.dumps(machine)}", flush=True)
+    base = Path(tempfile.mkdtemp(prefix="round-latency-"))
+    results: list[dict[str, Any]] = []
+    started = datetime.now(UTC)
+    try:
+        for repeat in range(args.repeat):
+            for variant, fn in (("plain", run_plain), ("ours", run_ours)):
+                workdir = base / f"{variant}-{repeat}"
+                workdir.mkdir(parents=True)
+                print(f"[{repeat + 1}/{args.repeat}] {variant} ... (logs: {workdir})", flush=True)
+                result = fn(workdir)
+                result["repeat"] = repeat
+                results.append(result)
+                print(
+                    f"  {result['seconds_per_round']:.2f} s/round, submit->round 1 "
+                    f"{result['submit_to_first_round_s']:.2f} s",
+                    flush=True,
+                )
+    finally:
+        if args.keep_dirs:
+            print(f"state and logs kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+    summary: dict[str, Any] = {
+        "plain": summarize(results, "plain"),
+        "ours": summarize(results, "ours"),
+    }
+    summary["ratio_ours_over_plain"] = {
+        key: summary["ours"][key] / summary["plain"][key]
+        for key in ("seconds_per_round", "submit_to_first_round_s")
+    }
+    print_table(results, summary)
+
+    payload = {
+        "benchmark": "round_latency",
+        "started_at": started.isoformat(),
+        "command": " ".join(["python", "bench/round_latency.py", *(argv or sys.argv[1:])]),
+        "workload": {
+            **RUN_REQUEST,
+            "partitioner": "iid",
+            "torch_threads": 1,
+            "server_eval": "digits test split after every round",
+        },
+        "machine": machine,
+        "repeat": args.repeat,
+        "summary": summary,
+        "runs": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

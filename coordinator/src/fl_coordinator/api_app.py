@@ -1,0 +1,68 @@
+"""create_app: the FastAPI application of the coordinator (REST API and health)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from fl_coordinator import __version__, routes_devices, routes_runs
+from fl_coordinator.registry import Registry
+from fl_coordinator.run_service import RunService
+from fl_coordinator.settings import CoordinatorSettings
+from fl_shared.wire import ErrorBody
+
+
+class Health(BaseModel):
+    """The answer of /healthz."""
+
+    status: str
+    version: str
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{_field(tuple(err.get('loc', ())))}: "
+        + str(err.get("msg", "")).removeprefix("Value error, ")
+        for err in exc.errors()
+    ]
+    body = ErrorBody(error="invalid_request", detail="; ".join(problems))
+    return JSONResponse(
+        {**body.model_dump(), "fields": [_field(tuple(e.get("loc", ()))) for e in exc.errors()]},
+        status_code=422,
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    names = {403: "forbidden", 404: "not_found", 426: "upgrade_required", 503: "unavailable"}
+    body = ErrorBody(error=names.get(exc.status_code, "error"), detail=str(exc.detail))
+    return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
+
+
+def create_app(
+    registry: Registry, run_service: RunService, settings: CoordinatorSettings
+) -> FastAPI:
+    """Build the API around already-started services (nothing starts at import time)."""
+    app = FastAPI(title="fl-coordinator", version=__version__)
+    app.state.registry = registry
+    app.state.run_service = run_service
+    app.state.settings = settings
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.include_router(routes_devices.router)
+    app.include_router(routes_runs.router)
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    def healthz() -> Health:
+        return Health(status="ok", version=__version__)
+
+    return app

@@ -1,0 +1,168 @@
+"""`fl-coordinator`: serve the SuperLink, REST API and registry as one supervised service."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+
+import structlog
+import uvicorn
+from pydantic import ValidationError
+
+from fl_coordinator import __version__
+from fl_coordinator.api_app import create_app
+from fl_coordinator.demo import DemoOptions, run_demo
+from fl_coordinator.errors import EXIT_CONFIG, EXIT_OK, ConfigError, FlCoordinatorError
+from fl_coordinator.flower_control import FlowerControl
+from fl_coordinator.port_check import ensure_port_free
+from fl_coordinator.registry import Registry
+from fl_coordinator.run_service import RunService
+from fl_coordinator.settings import CoordinatorSettings
+from fl_coordinator.superlink_process import SuperLinkProcess
+from fl_shared.log_setup import configure_logging
+
+log = structlog.get_logger("fl_coordinator")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fl-coordinator", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the coordinator service")
+    serve.add_argument("--config", type=Path, help="TOML file with a [coordinator] table")
+    serve.add_argument("--host", help="REST API address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="REST API port (default 8080)")
+    serve.add_argument("--state-dir", type=Path, help="registry, SuperLink state, models")
+    serve.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in state dir)")
+    serve.add_argument("--superlink-host", help="SuperLink address (default 127.0.0.1)")
+    serve.add_argument("--superlink-port", type=int, help="SuperLink port (default 8000)")
+    serve.add_argument("--data-dir", type=Path, help="Fashion-MNIST IDX dir for evaluation")
+    serve.add_argument("--log-level", help="debug, info, warning, error")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="DEVELOPMENT ONLY: plain HTTP, no TLS, anyone on the network can join",
+    )
+    demo = sub.add_parser("demo", help="train on a local fleet of agents on 127.0.0.1")
+    demo.add_argument("--state-dir", type=Path, default=Path(".demo"))
+    demo.add_argument("--devices", type=int, default=3)
+    demo.add_argument("--rounds", type=int, default=3)
+    demo.add_argument("--model", default="cnn")
+    demo.add_argument("--dataset", default="fashion-mnist")
+    demo.add_argument("--data-dir", type=Path, default=None)
+    demo.add_argument("--max-train-samples", type=int, default=0)
+    demo.add_argument("--learning-rate", type=float, default=0.01)
+    return parser
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM is a normal stop: unwind like Ctrl-C so every part is stopped, then exit 0.
+    raise KeyboardInterrupt
+
+
+def serve(settings: CoordinatorSettings) -> int:
+    """Start every part, serve until SIGTERM/SIGINT, stop every part."""
+    if not settings.insecure:
+        raise ConfigError(
+            "TLS is not configured: this release serves plain HTTP only; pass --insecure "
+            "(or FL_COORDINATOR_INSECURE=1) to accept that on a trusted network"
+        )
+    ensure_port_free(settings.host, settings.port, "REST API", "--port")
+    ensure_port_free(
+        settings.superlink_host, settings.superlink_port, "SuperLink", "--superlink-port"
+    )
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    # Until uvicorn takes over signals, SIGTERM unwinds the ExitStack like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    with ExitStack() as stack:
+        registry = Registry(
+            settings.resolved_database_url, heartbeat_timeout_s=settings.heartbeat_timeout_s
+        )
+        stack.callback(registry.close)
+        registry.create_schema()
+
+        superlink = SuperLinkProcess(
+            host=settings.superlink_host,
+            port=settings.superlink_port,
+            state_dir=settings.state_dir,
+            insecure=settings.insecure,
+        )
+        stack.callback(superlink.stop)
+        superlink.start()
+
+        control = FlowerControl(settings.superlink_address, insecure=settings.insecure)
+        stack.callback(control.close)
+        runs = RunService(registry, control, settings)
+        runs.start()
+        stack.callback(runs.stop)
+
+        app = create_app(registry, runs, settings)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_config=None, access_log=False
+        )
+        log.info(
+            "coordinator_serving",
+            api=f"http://{settings.host}:{settings.port}",
+            superlink=settings.superlink_address,
+            database=registry.url.split("://", 1)[0],
+            state_dir=str(settings.state_dir),
+        )
+        stack.callback(log.info, "coordinator_stopped")
+        uvicorn.Server(config).run()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `fl-coordinator`."""
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        opts = DemoOptions(
+            state_dir=args.state_dir.resolve(),
+            devices=args.devices,
+            rounds=args.rounds,
+            model=args.model,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            max_train_samples=args.max_train_samples,
+            learning_rate=args.learning_rate,
+        )
+        configure_logging("warning")
+        return run_demo(opts, sys.stdout)
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "state_dir": args.state_dir,
+        "database_url": args.database_url,
+        "superlink_host": args.superlink_host,
+        "superlink_port": args.superlink_port,
+        "data_dir": args.data_dir,
+        "log_level": args.log_level,
+        "insecure": args.insecure,
+    }
+    try:
+        settings = CoordinatorSettings.load(args.config, "coordinator", **flags)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        print(f"fl-coordinator: invalid setting {where}: {first['msg']}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (OSError, ValueError) as exc:
+        print(f"fl-coordinator: cannot read config: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level)
+    try:
+        return serve(settings)
+    except FlCoordinatorError as exc:
+        print(f"fl-coordinator: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""FlowerControl: submits and inspects runs through the SuperLink's Control API."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import tomli_w
+from flwr.cli.build import build_fab_from_files
+from flwr.common.serde import fab_to_proto, run_status_from_proto
+from flwr.proto.control_pb2 import (  # pylint: disable=no-name-in-module
+    ListRunsRequest,
+    StartRunRequest,
+    StopRunRequest,
+)
+from flwr.supercore.control import ControlHttpClient
+from flwr.supercore.fab import Fab
+
+from fl_coordinator.errors import SuperLinkUnreachable
+
+APP_NAME = "fl-fleet"
+APP_PUBLISHER = "flfleet"
+SERVERAPP_REF = "fl_coordinator.server_app:app"
+# The ClientApp lives in the agent's distribution, installed on every device.
+CLIENTAPP_REF = "fl_edge_agent.client_app:app"
+
+
+@dataclass(frozen=True)
+class FlowerRunState:
+    """What the SuperLink says about one run."""
+
+    status: str
+    sub_status: str
+    details: str
+
+
+def build_fab(run_config: dict[str, Any], version: str = "0.1.0") -> bytes:
+    """Build the Flower App Bundle for a run: a pyproject naming our installed components.
+
+    The run's whole configuration is the app's default config, so no override can name a
+    key the app does not know.
+    """
+    pyproject = {
+        "build-system": {"requires": ["setuptools"], "build-backend": "setuptools.build_meta"},
+        "project": {"name": APP_NAME, "version": version, "dependencies": []},
+        "tool": {
+            "flwr": {
+                "app": {
+                    "publisher": APP_PUBLISHER,
+                    "components": {"serverapp": SERVERAPP_REF, "clientapp": CLIENTAPP_REF},
+                    "config": run_config,
+                }
+            }
+        },
+    }
+    fab, _meta = build_fab_from_files({"pyproject.toml": tomli_w.dumps(pyproject).encode()})
+    return fab
+
+
+class FlowerControl:
+    """A Control API client for one SuperLink (loopback only: that API has no auth)."""
+
+    def __init__(self, address: str, *, insecure: bool, root_certificates: str | None = None):
+        self._client = ControlHttpClient.from_server_address(
+            address, insecure, None if insecure else root_certificates, ()
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()
+
+    def start_run(self, run_config: dict[str, Any]) -> int:
+        """Submit a run; returns Flower's run id."""
+        fab_bytes = build_fab(run_config)
+        fab = Fab(hashlib.sha256(fab_bytes).hexdigest(), fab_bytes, {})
+        request = StartRunRequest(fab=fab_to_proto(fab), federation="")
+        try:
+            response = self._client.StartRun(request)
+        except (httpx.HTTPError, OSError) as exc:
+            raise SuperLinkUnreachable(f"SuperLink Control API unreachable: {exc}") from exc
+        if not response.HasField("run_id"):
+            raise SuperLinkUnreachable("SuperLink refused to start the run")
+        return int(response.run_id)
+
+    def run_state(self, flower_run_id: int) -> FlowerRunState | None:
+        """The run's status at the SuperLink, or None if it does not know the run."""
+        try:
+            response = self._client.ListRuns(ListRunsRequest(run_id=flower_run_id))
+        except (httpx.HTTPError, OSError) as exc:
+            raise SuperLinkUnreachable(f"SuperLink Control API unreachable: {exc}") from exc
+        run = response.run_dict.get(flower_run_id)
+        if run is None:
+            return None
+        status = run_status_from_proto(run.status)
+        return FlowerRunState(status.status, status.sub_status, status.details)
+
+    def stop_run(self, flower_run_id: int) -> None:
+        """Ask the SuperLink to stop a run."""
+        try:
+            self._client.StopRun(StopRunRequest(run_id=flower_run_id))
+        except (httpx.HTTPError, OSError) as exc:
+            raise SuperLinkUnreachable(f"SuperLink Control API unreachable: {exc}") from exc

@@ -1,0 +1,192 @@
+"""LocalFleet: a coordinator and N edge agents as real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from fl_shared.managed_process import ManagedProcess
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def program(name: str) -> str:
+    """A console script of this environment (beside the interpreter), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
+class FleetError(RuntimeError):
+    """A part of the local fleet did not come up."""
+
+
+class LocalFleet:
+    """Starts `fl-coordinator serve` and `fl-edge-agent run` processes; stops them all.
+
+    Used by `fl-coordinator demo`, the end-to-end tests and the benchmarks, so that all
+    three exercise the same programs a user starts.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        data_dir: Path | None = None,
+        torch_threads: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.data_dir = data_dir
+        self.torch_threads = torch_threads
+        self.api_port = free_port()
+        self.superlink_port = free_port()
+        self._env = extra_env
+        self.coordinator: ManagedProcess | None = None
+        self.agents: list[ManagedProcess] = []
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the coordinator's REST API."""
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def _env_for(self) -> dict[str, str] | None:
+        if self._env is None:
+            return None
+        return {**os.environ, **self._env}
+
+    def start_coordinator(self, timeout_s: float = 90.0) -> None:
+        """Start the coordinator and wait for /healthz."""
+        argv = [
+            program("fl-coordinator"),
+            "serve",
+            "--insecure",
+            "--port",
+            str(self.api_port),
+            "--superlink-port",
+            str(self.superlink_port),
+            "--state-dir",
+            str(self.state_dir / "coordinator"),
+        ]
+        if self.data_dir is not None:
+            argv += ["--data-dir", str(self.data_dir)]
+        self.coordinator = ManagedProcess(
+            "coordinator",
+            argv,
+            env=self._env_for(),
+            log_file=self.state_dir / "logs" / "coordinator.log",
+        )
+        self.coordinator.start()
+        self._wait(lambda: self._get("/healthz") is not None, timeout_s, self.coordinator)
+
+    def start_agent(self, index: int, num_partitions: int, **flags: Any) -> ManagedProcess:
+        """Start one agent holding partition ``index`` of ``num_partitions``."""
+        argv = [
+            program("fl-edge-agent"),
+            "run",
+            "--insecure",
+            "--name",
+            f"device-{index}",
+            "--state-dir",
+            str(self.state_dir / f"agent-{index}"),
+            "--coordinator-url",
+            self.api_url,
+            "--superlink",
+            f"127.0.0.1:{self.superlink_port}",
+            "--supernode-port",
+            str(free_port()),
+            "--partition-id",
+            str(index),
+            "--num-partitions",
+            str(num_partitions),
+            "--torch-threads",
+            str(self.torch_threads),
+        ]
+        if self.data_dir is not None:
+            argv += ["--data-dir", str(self.data_dir)]
+        for key, value in flags.items():
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+        agent = ManagedProcess(
+            f"agent-{index}",
+            argv,
+            env=self._env_for(),
+            log_file=self.state_dir / "logs" / f"agent-{index}.log",
+        )
+        agent.start()
+        self.agents.append(agent)
+        return agent
+
+    def wait_devices_online(self, count: int, timeout_s: float = 90.0) -> list[dict[str, Any]]:
+        """Wait until ``count`` devices are online with a running SuperNode."""
+        found: list[dict[str, Any]] = []
+
+        def ready() -> bool:
+            nonlocal found
+            devices = self._get("/api/v1/devices") or []
+            found = [d for d in devices if d["online"] and d["supernode_state"] == "running"]
+            return len(found) >= count
+
+        self._wait(ready, timeout_s, None)
+        return found
+
+    def start_run(self, request: dict[str, Any]) -> dict[str, Any]:
+        """POST a run request; returns the run."""
+        response = httpx.post(f"{self.api_url}/api/v1/runs", json=request, timeout=30)
+        response.raise_for_status()
+        run: dict[str, Any] = response.json()
+        return run
+
+    def get_run(self, run_id: int) -> dict[str, Any]:
+        """GET one run."""
+        run: dict[str, Any] = httpx.get(f"{self.api_url}/api/v1/runs/{run_id}", timeout=10).json()
+        return run
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        """GET every run, newest first."""
+        runs: list[dict[str, Any]] = httpx.get(f"{self.api_url}/api/v1/runs", timeout=10).json()
+        return runs
+
+    def _get(self, path: str) -> Any:
+        try:
+            response = httpx.get(f"{self.api_url}{path}", timeout=5)
+        except httpx.HTTPError:
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    def _wait(
+        self, ready: Callable[[], bool], timeout_s: float, proc: ManagedProcess | None
+    ) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if proc is not None and proc.poll() is not None:
+                tail = "\n".join(proc.tail()[-15:])
+                raise FleetError(f"{proc.name} exited with {proc.poll()}:\n{tail}")
+            time.sleep(0.3)
+        raise FleetError(f"local fleet not ready after {timeout_s:.0f} s; logs: {self.state_dir}")
+
+    def stop(self) -> None:
+        """Stop agents first (their SuperNodes deregister), then the coordinator."""
+        for agent in self.agents:
+            agent.stop(grace_s=15)
+        if self.coordinator is not None:
+            self.coordinator.stop(grace_s=20)
+
+    def __enter__(self) -> LocalFleet:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

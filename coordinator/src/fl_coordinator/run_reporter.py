@@ -1,0 +1,63 @@
+"""RunReporter: the ServerApp's channel back to the coordinator's registry."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import structlog
+
+from fl_shared.backoff import Backoff
+from fl_shared.wire import RoundReport, RunStatus, RunStatusReport
+
+log = structlog.get_logger(__name__)
+
+
+class RunReporter:
+    """Posts round reports and status changes for one run, retrying briefly on failure."""
+
+    def __init__(
+        self,
+        base_url: str,
+        run_id: int,
+        token_file: Path,
+        *,
+        attempts: int = 5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self._attempts = attempts
+        token = token_file.read_text().strip()
+        self._client = httpx.Client(
+            base_url=base_url, headers={"X-Run-Token": token}, timeout=10.0, transport=transport
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def round(self, report: RoundReport) -> None:
+        """Report one finished round."""
+        self._post(f"/api/v1/runs/{self.run_id}/rounds", report.model_dump_json())
+
+    def status(self, status: RunStatus, detail: str = "") -> None:
+        """Report a status change."""
+        body = RunStatusReport(status=status, detail=detail).model_dump_json()
+        self._post(f"/api/v1/runs/{self.run_id}/status", body)
+
+    def _post(self, path: str, body: str) -> None:
+        backoff = Backoff(base_s=0.5, cap_s=5.0)
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = self._client.post(
+                    path, content=body, headers={"Content-Type": "application/json"}
+                )
+                if response.status_code < 500:
+                    response.raise_for_status()
+                    return
+            except httpx.TransportError as exc:
+                log.warning("report_failed", path=path, attempt=attempt, error=str(exc))
+            if attempt < self._attempts:
+                time.sleep(backoff.next_wait())
+        log.error("report_dropped", path=path, run_id=self.run_id)

@@ -1,0 +1,86 @@
+"""The fleet's Flower ServerApp (Message API): FedAvg over enrolled devices, per-round records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import structlog
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.serverapp import Grid, ServerApp
+
+from fl_coordinator.errors import NotEnoughDevices
+from fl_coordinator.fleet_strategy import FleetFedAvg, wait_for_nodes
+from fl_coordinator.model_store import ModelStore
+from fl_coordinator.round_recorder import RoundRecorder
+from fl_coordinator.run_reporter import RunReporter
+from fl_shared.datasets import load_dataset
+from fl_shared.errors import DatasetUnavailableError
+from fl_shared.models import create_model
+
+NUM_CLASSES = 10
+
+app = ServerApp()
+log = structlog.get_logger(__name__)
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Run one training run and report every step of it to the coordinator."""
+    cfg = context.run_config
+    run_id = int(cfg["registry-run-id"])
+    reporter = RunReporter(str(cfg["coordinator-url"]), run_id, Path(str(cfg["report-token-file"])))
+    try:
+        final = _train(grid, context, reporter)
+        reporter.status("completed", "" if final is None else f"final accuracy {final:.4f}")
+    except NotEnoughDevices as exc:
+        reporter.status("failed", str(exc))
+    except DatasetUnavailableError as exc:
+        reporter.status("failed", f"evaluation data unavailable on the coordinator: {exc}")
+    except Exception as exc:
+        reporter.status("failed", f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        reporter.close()
+
+
+def _train(grid: Grid, context: Context, reporter: RunReporter) -> float | None:
+    cfg = context.run_config
+    run_id = int(cfg["registry-run-id"])
+    min_devices = int(cfg["min-devices"])
+    wait_timeout = float(cfg["device-wait-timeout"])
+    architecture = str(cfg["model"])
+    reporter.status("running", f"waiting for {min_devices} devices")
+    wait_for_nodes(grid, min_devices, wait_timeout)
+    reporter.status("running", "training")
+
+    torch.manual_seed(int(cfg["seed"]))
+    model = create_model(architecture, NUM_CLASSES)
+    data_dir = str(cfg["server-data-dir"]) or None
+    test_data = load_dataset(str(cfg["dataset"]), "test", data_dir=data_dir)
+    fraction_evaluate = float(cfg["fraction-evaluate"])
+    strategy = FleetFedAvg(
+        min_devices=min_devices,
+        device_wait_timeout_s=wait_timeout,
+        fraction_evaluate=fraction_evaluate,
+        min_evaluate_nodes=min_devices if fraction_evaluate > 0 else 0,
+    )
+    recorder = RoundRecorder(
+        run_id=run_id,
+        architecture=architecture,
+        num_classes=NUM_CLASSES,
+        model=model,
+        test_data=test_data,
+        strategy=strategy,
+        store=ModelStore(Path(str(cfg["model-store"]))),
+        reporter=reporter,
+    )
+    strategy.start(
+        grid=grid,
+        initial_arrays=ArrayRecord(model.state_dict()),
+        num_rounds=int(cfg["num-rounds"]),
+        timeout=float(cfg["round-timeout"]),
+        train_config=ConfigRecord({}),
+        evaluate_fn=recorder,
+    )
+    return recorder.reports[-1].eval_accuracy if recorder.reports else None

@@ -1,0 +1,109 @@
+"""The device's Flower ClientApp (Message API): trains and evaluates on local data only.
+
+The SuperNode starts this in a `flwr-clientapp` process; the agent daemon never imports it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fl_shared.datasets import ArrayDataset, load_dataset
+from fl_shared.models import create_model
+from fl_shared.partitioning import partition_indices
+from fl_shared.training import evaluate, train
+
+NUM_CLASSES = 10
+
+app = ClientApp()
+
+
+def local_data(context: Context, split: str) -> ArrayDataset:
+    """This device's share of the run's dataset, read from its own data directory."""
+    run, node = context.run_config, context.node_config
+    data = load_dataset(str(run["dataset"]), split, data_dir=str(node.get("data-dir", "")) or None)
+    num_partitions = int(node.get("num-partitions", 1))
+    if num_partitions == 1:
+        return data
+    indices = partition_indices(
+        data.labels,
+        partitioner=str(run["partitioner"]),
+        num_partitions=num_partitions,
+        partition_id=int(node.get("partition-id", 0)),
+        alpha=float(run["dirichlet-alpha"]),
+        seed=int(run["seed"]),
+    )
+    return data.subset(indices)
+
+
+def _model(msg: Message, context: Context) -> torch.nn.Module:
+    threads = int(context.node_config.get("torch-threads", 0))
+    if threads > 0:
+        torch.set_num_threads(threads)
+    model = create_model(str(context.run_config["model"]), NUM_CLASSES)
+    model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
+    return model
+
+
+def _device_record(context: Context) -> ConfigRecord:
+    return ConfigRecord({"device-id": str(context.node_config.get("device-id", ""))})
+
+
+@app.train()
+def train_handler(msg: Message, context: Context) -> Message:
+    """Train the received global model on the local partition; reply with the new weights."""
+    started = time.monotonic()
+    run = context.run_config
+    server_round = msg.content.config_records["config"].get("server-round", 0)
+    assert isinstance(server_round, int)
+    model = _model(msg, context)
+    data = local_data(context, "train")
+    max_samples = int(run["max-train-samples"]) or None
+    result = train(
+        model,
+        data,
+        epochs=int(run["local-epochs"]),
+        batch_size=int(run["batch-size"]),
+        learning_rate=float(run["learning-rate"]),
+        max_samples=max_samples,
+        # A new sample every round, different on every device.
+        seed=int(run["seed"]) * 1000
+        + server_round * 97
+        + int(context.node_config.get("partition-id", 0)),
+    )
+    metrics = MetricRecord(
+        {
+            "train-loss": result.loss,
+            "train-accuracy": result.accuracy,
+            "num-examples": result.num_examples,
+            "train-seconds": result.seconds,
+            "handler-seconds": time.monotonic() - started,
+        }
+    )
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord(model.state_dict()),
+            "metrics": metrics,
+            "device": _device_record(context),
+        }
+    )
+    return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate_handler(msg: Message, context: Context) -> Message:
+    """Evaluate the received global model on the local share of the test split."""
+    model = _model(msg, context)
+    result = evaluate(model, local_data(context, "test"))
+    metrics = MetricRecord(
+        {
+            "eval-loss": result.loss,
+            "eval-accuracy": result.accuracy,
+            "num-examples": result.num_examples,
+        }
+    )
+    content = RecordDict({"metrics": metrics, "device": _device_record(context)})
+    return Message(content=content, reply_to=msg)

@@ -1,0 +1,63 @@
+"""CoordinatorClient: the agent's REST calls to the coordinator."""
+
+from __future__ import annotations
+
+import httpx
+
+from fl_edge_agent.errors import CoordinatorRejected, CoordinatorUnreachable
+from fl_shared.wire import DeviceRegistered, DeviceRegistration, Heartbeat, HeartbeatAck
+
+
+class UnknownDevice(CoordinatorRejected):
+    """The coordinator does not know this device id (it must enroll again)."""
+
+
+class CoordinatorClient:
+    """Thin typed client; transport failures and 5xx become CoordinatorUnreachable."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def register(self, registration: DeviceRegistration) -> DeviceRegistered:
+        """Enroll (or re-enroll) this device."""
+        response = self._post("/api/v1/devices", registration.model_dump_json())
+        return DeviceRegistered.model_validate_json(response.content)
+
+    def heartbeat(self, beat: Heartbeat) -> HeartbeatAck:
+        """Send one heartbeat; UnknownDevice when the coordinator forgot us."""
+        response = self._post(f"/api/v1/devices/{beat.device_id}/heartbeat", beat.model_dump_json())
+        return HeartbeatAck.model_validate_json(response.content)
+
+    def _post(self, path: str, body: str) -> httpx.Response:
+        try:
+            response = self._client.post(
+                path, content=body, headers={"Content-Type": "application/json"}
+            )
+        except httpx.TransportError as exc:
+            raise CoordinatorUnreachable(f"{self._client.base_url}: {exc}") from exc
+        if response.status_code >= 500:
+            raise CoordinatorUnreachable(f"{self._client.base_url} answered {response.status_code}")
+        if response.status_code == 404 and "/heartbeat" in path:
+            raise UnknownDevice(_detail(response))
+        if response.status_code >= 400:
+            raise CoordinatorRejected(
+                f"coordinator refused {path} ({response.status_code}): {_detail(response)}"
+            )
+        return response
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text

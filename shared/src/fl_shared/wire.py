@@ -1,0 +1,177 @@
+"""Versioned wire schemas between edge agents, the coordinator, its ServerApp and flctl."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from fl_shared.catalog import DATASET_NAMES, MODEL_NAMES, PARTITIONER_NAMES
+
+# major.minor: fields are only added within a major version; readers ignore unknown fields.
+WIRE_VERSION = "1.0"
+WIRE_MAJOR = 1
+
+RunStatus = Literal["pending", "starting", "running", "completed", "failed", "stopped"]
+TERMINAL_RUN_STATUSES: frozenset[str] = frozenset({"completed", "failed", "stopped"})
+SuperNodeState = Literal["starting", "running", "restarting", "stopped"]
+
+
+class WireModel(BaseModel):
+    """Base of every wire schema: unknown fields are ignored, so newer peers interoperate."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+def wire_major(version: str) -> int:
+    """Return the major number of a ``major.minor`` schema version (0 when unparseable)."""
+    head = version.split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+class DeviceRegistration(WireModel):
+    """What an agent sends to enroll (or re-enroll with its persisted id)."""
+
+    schema_version: str = WIRE_VERSION
+    device_id: str | None = None
+    name: str = Field(min_length=1, max_length=128)
+    hostname: str = ""
+    platform: str = ""
+    agent_version: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class DeviceRegistered(WireModel):
+    """The coordinator's answer to a registration."""
+
+    schema_version: str = WIRE_VERSION
+    device_id: str
+    heartbeat_interval_s: float
+
+
+class Heartbeat(WireModel):
+    """A liveness beat from an agent."""
+
+    schema_version: str = WIRE_VERSION
+    device_id: str
+    supernode_state: SuperNodeState = "running"
+    supernode_restarts: int = 0
+    uptime_s: float = 0.0
+
+
+class HeartbeatAck(WireModel):
+    """The coordinator's answer to a heartbeat."""
+
+    device_id: str
+    server_time: datetime
+
+
+class Device(WireModel):
+    """A device as the registry knows it."""
+
+    device_id: str
+    name: str
+    hostname: str
+    platform: str
+    agent_version: str
+    labels: dict[str, str]
+    registered_at: datetime
+    last_heartbeat_at: datetime | None
+    online: bool
+    supernode_state: str
+
+
+class RunRequest(WireModel):
+    """What an ML engineer asks for when starting a training run."""
+
+    model: str = "cnn"
+    dataset: str = "fashion-mnist"
+    partitioner: str = "iid"
+    dirichlet_alpha: float = Field(default=0.5, gt=0)
+    num_rounds: int = Field(default=3, ge=1, le=10_000)
+    min_devices: int = Field(default=2, ge=1)
+    local_epochs: int = Field(default=1, ge=1, le=1000)
+    batch_size: int = Field(default=32, ge=1, le=65_536)
+    learning_rate: float = Field(default=0.01, gt=0, le=10)
+    max_train_samples: int = Field(
+        default=0, ge=0, description="per device and round; 0 trains on the whole partition"
+    )
+    fraction_evaluate: float = Field(default=0.0, ge=0, le=1)
+    device_wait_timeout_s: float = Field(default=120.0, gt=0)
+    round_timeout_s: float = Field(default=900.0, gt=0)
+    seed: int = 42
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in MODEL_NAMES:
+            raise ValueError(f"unknown model {value!r}; valid: {', '.join(MODEL_NAMES)}")
+        return value
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        if value not in DATASET_NAMES:
+            raise ValueError(f"unknown dataset {value!r}; valid: {', '.join(DATASET_NAMES)}")
+        return value
+
+    @field_validator("partitioner")
+    @classmethod
+    def _known_partitioner(cls, value: str) -> str:
+        if value not in PARTITIONER_NAMES:
+            raise ValueError(
+                f"unknown partitioner {value!r}; valid: {', '.join(PARTITIONER_NAMES)}"
+            )
+        return value
+
+
+class DeviceRoundResult(WireModel):
+    """One device's part in one round."""
+
+    device_id: str
+    node_id: int
+    num_examples: int
+    train_loss: float
+    train_seconds: float
+
+
+class RoundReport(WireModel):
+    """What the ServerApp reports after each round (round 0 is the initial model)."""
+
+    round: int = Field(ge=0)
+    devices: list[DeviceRoundResult] = Field(default_factory=list)
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    eval_accuracy: float | None = None
+    seconds: float = 0.0
+    checkpoint: str | None = None
+
+
+class RunStatusReport(WireModel):
+    """A status change reported by the ServerApp."""
+
+    status: RunStatus
+    detail: str = ""
+
+
+class Run(WireModel):
+    """A training run with its per-round metrics."""
+
+    run_id: int
+    flower_run_id: int | None
+    status: RunStatus
+    detail: str
+    request: RunRequest
+    created_at: datetime
+    finished_at: datetime | None
+    rounds: list[RoundReport]
+    final_accuracy: float | None
+    checkpoint: str | None
+
+
+class ErrorBody(WireModel):
+    """The JSON body of every 4xx/5xx answer."""
+
+    error: str
+    detail: str

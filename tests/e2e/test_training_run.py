@@ -1,0 +1,155 @@
+"""End to end: a real coordinator (SuperLink, ServerApp), real agents (SuperNodes, ClientApps)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fl_coordinator.local_fleet import LocalFleet, program
+from fl_coordinator.model_store import ModelStore
+from fl_shared.datasets import load_dataset
+from fl_shared.training import evaluate
+from fl_shared.wire import TERMINAL_RUN_STATUSES
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_run(fleet: LocalFleet, run_id: int, timeout_s: float = 240.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = fleet.get_run(run_id)
+        if run["status"] in TERMINAL_RUN_STATUSES:
+            return run
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} did not finish in {timeout_s} s: {run}")
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    with LocalFleet(tmp_path_factory.mktemp("fleet")) as fleet:
+        fleet.start_coordinator()
+        fleet.start_agent(0, 2)
+        fleet.start_agent(1, 2)
+        fleet.wait_devices_online(2)
+        yield fleet
+
+
+def test_two_agents_train_digits_to_completion(fleet: LocalFleet) -> None:
+    run = fleet.start_run(
+        {"model": "cnn", "dataset": "digits", "num_rounds": 2, "min_devices": 2, "seed": 7}
+    )
+    run = wait_run(fleet, run["run_id"])
+    assert run["status"] == "completed", run["detail"]
+
+    rounds = {r["round"]: r for r in run["rounds"]}
+    assert sorted(rounds) == [0, 1, 2]
+    assert rounds[2]["eval_accuracy"] > rounds[0]["eval_accuracy"] + 0.2
+    assert run["final_accuracy"] == rounds[2]["eval_accuracy"]
+
+    devices = {d["device_id"] for d in httpx.get(f"{fleet.api_url}/api/v1/devices").json()}
+    assert len(devices) == 2
+    for number in (1, 2):
+        trained = rounds[number]["devices"]
+        assert {d["device_id"] for d in trained} == devices  # both devices trained each round
+        assert all(d["num_examples"] > 600 for d in trained)  # each on its own half
+        assert rounds[number]["seconds"] > 0 and rounds[number]["train_loss"] is not None
+
+    for number in (1, 2):
+        path = Path(rounds[number]["checkpoint"])
+        assert path.exists()
+        model, meta = ModelStore.load(path)
+        assert (meta["run_id"], meta["round"], meta["architecture"]) == (
+            run["run_id"],
+            number,
+            "cnn",
+        )
+    # The last checkpoint is the model whose accuracy the API reports.
+    accuracy = evaluate(model, load_dataset("digits", "test")).accuracy
+    assert accuracy == pytest.approx(run["final_accuracy"], abs=1e-6)
+
+
+def _flctl(fleet: LocalFleet, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [program("flctl"), "--url", fleet.api_url, *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_flctl_lists_devices_and_shows_the_run(fleet: LocalFleet) -> None:
+    devices = _flctl(fleet, "devices", "list")
+    assert devices.returncode == 0
+    rows = devices.stdout.splitlines()[1:]
+    assert sorted(r.split()[1] for r in rows) == ["device-0", "device-1"]
+    assert all(r.split()[2:4] == ["online", "running"] for r in rows)
+
+    run_id = fleet.list_runs()[-1]["run_id"]
+    shown = _flctl(fleet, "--json", "runs", "show", str(run_id))
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout) == fleet.get_run(run_id)
+    table = _flctl(fleet, "runs", "show", str(run_id)).stdout
+    assert table.startswith(f"run {run_id}: completed")
+
+
+def test_run_with_too_few_devices_fails_with_a_clear_status(fleet: LocalFleet) -> None:
+    run = fleet.start_run(
+        {
+            "model": "mlp",
+            "dataset": "digits",
+            "num_rounds": 1,
+            "min_devices": 3,
+            "device_wait_timeout_s": 3,
+        }
+    )
+    run = wait_run(fleet, run["run_id"], timeout_s=90)
+    assert run["status"] == "failed"
+    assert "only 2 of the 3 devices" in run["detail"]
+
+
+def test_unknown_model_is_rejected_by_the_real_server(fleet: LocalFleet) -> None:
+    answer = httpx.post(f"{fleet.api_url}/api/v1/runs", json={"model": "vgg99"})
+    assert answer.status_code == 422
+    assert answer.json()["fields"] == ["model"]
+    assert "vgg99" in answer.json()["detail"]
+
+
+def _supernode_pid(log_file: Path) -> int:
+    for line in log_file.read_text().splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("logger") == "fl.supernode" and event.get("event") == "process_started":
+                return int(event["pid"])
+    raise AssertionError(f"no SuperNode start in {log_file}")
+
+
+def test_agent_waits_for_a_late_coordinator_then_stops_cleanly(tmp_path: Path) -> None:
+    with LocalFleet(tmp_path) as fleet:
+        agent = fleet.start_agent(0, 1)
+        time.sleep(3)
+        assert agent.poll() is None  # still retrying, not crashed
+        fleet.start_coordinator()
+        devices = fleet.wait_devices_online(1, timeout_s=90)
+        assert devices[0]["name"] == "device-0"
+        log_file = tmp_path / "logs" / "agent-0.log"
+        assert "enroll_retry" in log_file.read_text()
+        supernode = _supernode_pid(log_file)
+
+        assert agent.stop(grace_s=20) == 0  # SIGTERM: a clean, successful stop
+        assert _gone(supernode)  # the agent took its SuperNode down with it
+
+
+def _gone(pid: int, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return True
+        if "State:\tZ" in status:  # exited, waiting to be reaped by init
+            return True
+        time.sleep(0.1)
+    return False
