@@ -355,7 +355,7 @@ def test_run_returns_without_supernode_when_stopped_before_enrollment(
 def test_heartbeats_survive_a_rejected_reenrollment(
     tmp_path: Path, zero_backoff: None, fake_supernode: type[FakeSuperNode]
 ) -> None:
-    # BUG: Agent._reenroll (agent.py:72-77) catches only CoordinatorUnreachable. When the
+    # Regression: Agent._reenroll (agent.py:72-77) catches only CoordinatorUnreachable. When the
     # coordinator forgets the device (heartbeat 404) and then refuses the re-registration with
     # a 4xx (e.g. 426/403), CoordinatorRejected escapes through HeartbeatSender.beat_once
     # (documented "failures are logged, never raised") and kills the heartbeat thread while

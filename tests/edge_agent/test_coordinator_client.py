@@ -224,7 +224,7 @@ def test_4xx_with_non_json_body_carries_text() -> None:
 
 
 def test_4xx_with_json_array_body_raises_rejected() -> None:
-    # BUG: coordinator_client._detail calls response.json().get(...), which raises
+    # Regression: coordinator_client._detail calls response.json().get(...), which raises
     # AttributeError (not ValueError) when a 4xx body is valid JSON but not an object
     # (e.g. a proxy answering `["forbidden"]`); the AttributeError escapes _post instead of
     # CoordinatorRejected. Fix: check isinstance(data, dict) before .get().

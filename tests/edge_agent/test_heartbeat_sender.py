@@ -131,7 +131,7 @@ def test_beat_once_logs_failures_and_does_not_raise(
 
 
 def test_beat_once_survives_malformed_success_body(recording_log: RecordingLog) -> None:
-    # BUG: HeartbeatSender.beat_once (heartbeat_sender.py:51-59) only catches FlAgentError,
+    # Regression: HeartbeatSender.beat_once (heartbeat_sender.py:51-59) only catches FlAgentError,
     # but CoordinatorClient.heartbeat raises pydantic.ValidationError when a 2xx answer is not
     # a HeartbeatAck (e.g. an HTML page from a captive proxy). The exception escapes
     # beat_once ("failures are logged, never raised") and kills the background heartbeat

@@ -217,7 +217,7 @@ def test_restart_waits_for_the_backoff(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_stop_cancels_a_pending_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # BUG: SuperNodeProcess.stop() (supernode_process.py:106-111) clears _restart_at but keeps
+    # Regression: SuperNodeProcess.stop() used to clear _restart_at but keep
     # the exited self._proc, so a later check() sees "child exited", schedules a new restart
     # (state back to "restarting") and the next check() starts a fresh SuperNode although the
     # owner stopped it. Latent today (Agent.run stops calling check() before stop()), but any
@@ -291,7 +291,7 @@ def test_stop_terminates_a_running_child(tmp_path: Path, monkeypatch: pytest.Mon
 def test_restart_cleans_up_the_exited_process_group(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # BUG: SuperNodeProcess.check() (supernode_process.py:85-104) restarts an exited
+    # Regression: SuperNodeProcess.check() (supernode_process.py:85-104) restarts an exited
     # SuperNode by calling start(), which replaces self._proc without ever calling
     # ManagedProcess.stop() on the old one. Grandchildren left in the old process group
     # (superexec / clientapp of the crashed SuperNode) are never killed, and keep their

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fl_shared.catalog import DATASET_NAMES, DEFAULT_FASHION_MNIST_DIR
 from fl_shared.datasets import (
     ArrayDataset,

@@ -43,7 +43,7 @@ def test_bin_dir_already_first_is_not_duplicated(tmp_path: Path) -> None:
 
 
 def test_bin_dir_later_on_path_is_moved_first(tmp_path: Path) -> None:
-    # BUG: flower_env (flower_env.py:20-21) only prepends the interpreter's bin dir when it
+    # Regression: flower_env (flower_env.py:20-21) only prepends the interpreter's bin dir when it
     # is absent from PATH. With PATH="/usr/local/bin:<venv>/bin" it stays second, so a
     # system-wide flower-superexec / flwr-clientapp in /usr/local/bin shadows the venv's
     # (the docstring says the bin dir "goes first"). Fix: drop bin_dir from the existing
@@ -70,7 +70,7 @@ def test_no_proxy_without_existing_value(tmp_path: Path) -> None:
 
 
 def test_lowercase_no_proxy_entries_are_kept(tmp_path: Path) -> None:
-    # BUG: flower_env (flower_env.py:26-28) merges only the upper-case NO_PROXY and then
+    # Regression: flower_env (flower_env.py:26-28) merges only the upper-case NO_PROXY and then
     # overwrites no_proxy, so entries set only in the (common on Linux) lower-case no_proxy
     # are lost: with https_proxy set, Flower's gRPC traffic to e.g. superlink.internal then
     # goes through the proxy. Fix: merge both NO_PROXY and no_proxy before writing them back.

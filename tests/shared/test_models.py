@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from fl_shared.catalog import MODEL_NAMES
 from fl_shared.errors import FlSharedError, UnknownModelError
 from fl_shared.models import (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fl_shared.catalog import PARTITIONER_NAMES
 from fl_shared.errors import UnknownPartitionerError
 from fl_shared.partitioning import partition_indices

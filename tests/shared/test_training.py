@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from fl_shared.datasets import ArrayDataset, load_digits
 from fl_shared.models import create_model
 from fl_shared.training import EvalResult, TrainResult, evaluate, train

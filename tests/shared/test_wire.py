@@ -135,7 +135,7 @@ def test_wire_major_unparseable_is_zero(version: str) -> None:
 
 
 def test_wire_major_unicode_digit_is_zero() -> None:
-    # BUG: wire_major (wire.py:27-30) guards int() with str.isdigit(), which is also true
+    # Regression: wire_major (wire.py:27-30) guards int() with str.isdigit(), which is also true
     # for characters int() cannot parse, such as superscript digits: wire_major("².0") raises
     # ValueError instead of returning 0. The value comes from peers (schema_version in every
     # request), so the coordinator answers 500 instead of 426. Fix: use

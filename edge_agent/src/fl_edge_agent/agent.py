@@ -13,7 +13,7 @@ import structlog
 from fl_edge_agent import __version__
 from fl_edge_agent.coordinator_client import CoordinatorClient
 from fl_edge_agent.device_identity import DeviceIdentity
-from fl_edge_agent.errors import CoordinatorUnreachable
+from fl_edge_agent.errors import CoordinatorUnreachable, FlAgentError
 from fl_edge_agent.heartbeat_sender import HeartbeatSender
 from fl_edge_agent.settings import AgentSettings
 from fl_edge_agent.supernode_process import SuperNodeProcess
@@ -73,7 +73,7 @@ class Agent:
         try:
             self._client.register(self._registration())
             log.info("reenrolled", device_id=self.device_id)
-        except CoordinatorUnreachable as exc:
+        except FlAgentError as exc:
             log.warning("reenroll_failed", error=str(exc))
 
     def _beat(self) -> Heartbeat:

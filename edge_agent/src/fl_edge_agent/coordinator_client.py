@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from fl_edge_agent.errors import CoordinatorRejected, CoordinatorUnreachable
 from fl_shared.wire import DeviceRegistered, DeviceRegistration, Heartbeat, HeartbeatAck
+
+T = TypeVar("T", bound=BaseModel)
 
 
 class UnknownDevice(CoordinatorRejected):
@@ -31,12 +36,12 @@ class CoordinatorClient:
     def register(self, registration: DeviceRegistration) -> DeviceRegistered:
         """Enroll (or re-enroll) this device."""
         response = self._post("/api/v1/devices", registration.model_dump_json())
-        return DeviceRegistered.model_validate_json(response.content)
+        return _parse(DeviceRegistered, response)
 
     def heartbeat(self, beat: Heartbeat) -> HeartbeatAck:
         """Send one heartbeat; UnknownDevice when the coordinator forgot us."""
         response = self._post(f"/api/v1/devices/{beat.device_id}/heartbeat", beat.model_dump_json())
-        return HeartbeatAck.model_validate_json(response.content)
+        return _parse(HeartbeatAck, response)
 
     def _post(self, path: str, body: str) -> httpx.Response:
         try:
@@ -56,8 +61,20 @@ class CoordinatorClient:
         return response
 
 
+def _parse(schema: type[T], response: httpx.Response) -> T:
+    try:
+        return schema.model_validate_json(response.content)
+    except ValidationError as exc:
+        # A proxy's HTML page or a different service on that port: not a coordinator.
+        raise CoordinatorUnreachable(
+            f"{response.url} answered {response.status_code} with a body that is not a "
+            f"{schema.__name__}: is coordinator_url right?"
+        ) from exc
+
+
 def _detail(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("detail", response.text))
+        data = response.json()
     except ValueError:
         return response.text
+    return str(data.get("detail", response.text)) if isinstance(data, dict) else response.text

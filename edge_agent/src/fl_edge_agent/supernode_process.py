@@ -98,6 +98,8 @@ class SuperNodeProcess:
                 self._backoff.reset()
             return
         code = self._proc.poll()
+        # Its superexec and ClientApps may outlive it, holding ports and memory.
+        self._proc.stop(grace_s=0)
         wait = self._backoff.next_wait()
         log.warning("supernode_exited", returncode=code, restart_in_s=round(wait, 2))
         self.state = "restarting"
@@ -108,4 +110,5 @@ class SuperNodeProcess:
         self._restart_at = None
         if self._proc is not None:
             self._proc.stop(grace_s)
+            self._proc = None  # a stopped SuperNode is never restarted by check()
         self.state = "stopped"

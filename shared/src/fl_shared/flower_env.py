@@ -16,14 +16,15 @@ def flower_env(flwr_home: Path, base: Mapping[str, str] | None = None) -> dict[s
     """
     env = dict(os.environ if base is None else base)
     bin_dir = str(Path(sys.executable).parent)
-    path = env.get("PATH", "")
-    if bin_dir not in path.split(os.pathsep):
-        env["PATH"] = os.pathsep.join(p for p in (bin_dir, path) if p)
+    rest = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir]
+    env["PATH"] = os.pathsep.join([bin_dir, *rest])
     env["FLWR_HOME"] = str(flwr_home)
     env["FLWR_TELEMETRY_ENABLED"] = "0"
     env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
     env["HF_HUB_DISABLE_TELEMETRY"] = "1"
-    no_proxy = {p for p in env.get("NO_PROXY", "").split(",") if p}
+    no_proxy = {
+        p.strip() for key in ("NO_PROXY", "no_proxy") for p in env.get(key, "").split(",") if p
+    }
     no_proxy |= {"127.0.0.1", "localhost", "::1"}
     env["NO_PROXY"] = env["no_proxy"] = ",".join(sorted(no_proxy))
     env.setdefault("PYTHONUNBUFFERED", "1")

@@ -27,7 +27,7 @@ class WireModel(BaseModel):
 def wire_major(version: str) -> int:
     """Return the major number of a ``major.minor`` schema version (0 when unparseable)."""
     head = version.split(".", 1)[0]
-    return int(head) if head.isdigit() else 0
+    return int(head) if head.isascii() and head.isdigit() else 0
 
 
 class DeviceRegistration(WireModel):
