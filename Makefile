@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch; on machines where PyPI's default wheel is a CUDA build, point pip
-# at a CPU wheel (see docs/development.md) or override: make TORCH_SPEC=torch==2.13.0+cpu ...
+# at a CPU wheel (see docs/development.md), e.g. make TORCH_SPEC=/path/to/torch-cpu.whl
 TORCH_SPEC ?= torch==2.13.0
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed

@@ -15,7 +15,8 @@ when the round first shows up in GET /runs/{id}, polled every 0.1 s).
   submit_to_first_round = t(round 1) - submit
   seconds_per_round     = mean(t(r) - t(r-1) for r in 1..num_rounds)
 
-Usage: .venv/bin/python bench/round_latency.py [--repeat N] [--out FILE] [--keep-dirs]
+Usage: .venv/bin/python bench/round_latency.py [--repeat N] [--out FILE] [--wait-quiet S]
+       [--keep-dirs]
 """
 
 from __future__ import annotations
@@ -26,18 +27,21 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from fl_coordinator.local_fleet import free_port, program
 
 BENCH_DIR = Path(__file__).resolve().parent
 APP_DIR = BENCH_DIR / "plain_app"
@@ -65,20 +69,6 @@ class BenchError(RuntimeError):
 # ----------------------------------------------------------------------------- helpers
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def program(name: str) -> str:
-    """A console script of this virtualenv (beside the interpreter), else from PATH."""
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else name
-
-
 def wait_until(ready: Callable[[], bool], timeout_s: float, what: str, procs: list[Any]) -> None:
     """Poll ``ready`` every 0.2 s; fail early if one of ``procs`` (ManagedProcess) exits."""
     deadline = time.monotonic() + timeout_s
@@ -104,6 +94,125 @@ def latency_metrics(submit: float, round_times: dict[int, float]) -> dict[str, A
         "submit_to_first_round_s": round_times[1] - submit,
         "round_durations_s": durations,
         "seconds_per_round": statistics.fmean(durations),
+    }
+
+
+FLOWER_PROGRAMS = frozenset(
+    {
+        "flower-superlink",
+        "flower-supernode",
+        "flower-superexec",
+        "flwr-serverapp",
+        "flwr-clientapp",
+        "fl-coordinator",
+        "fl-edge-agent",
+    }
+)
+
+
+# Every process this benchmark starts (and their children, which inherit the environment)
+# carries this variable; Flower/platform processes without it belong to someone else.
+MARKER_ENV = "ROUND_LATENCY_BENCH_ID"
+
+
+def flower_processes() -> tuple[list[str], list[str]]:
+    """(foreign, own) Flower/platform processes on this machine, as "pid program" strings."""
+    marker = f"{MARKER_ENV}={os.environ.get(MARKER_ENV, '-')}".encode()
+    foreign: list[str] = []
+    own: list[str] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        names = {Path(a.decode(errors="replace")).name for a in argv[:2] if a}
+        if not names & FLOWER_PROGRAMS:
+            continue
+        label = f"{entry.name} {' '.join(sorted(names & FLOWER_PROGRAMS))}"
+        try:
+            mine = marker in (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            mine = False
+        (own if mine else foreign).append(label)
+    return foreign, own
+
+
+def foreign_processes() -> list[str]:
+    """Flower/platform processes that this benchmark did not start."""
+    return flower_processes()[0]
+
+
+class ForeignWatch:
+    """Samples foreign Flower/platform processes every second while a run goes on."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="foreign-watch", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            self.seen.update(foreign_processes())
+
+    def __enter__(self) -> ForeignWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def wait_own_gone(timeout_s: float = 30.0) -> tuple[list[str], float]:
+    """Our processes still alive right after a variant stopped, and how long they lingered."""
+    started = time.monotonic()
+    leftover = flower_processes()[1]
+    while flower_processes()[1] and time.monotonic() - started < timeout_s:
+        time.sleep(0.2)
+    return leftover, time.monotonic() - started
+
+
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields), idle
+
+
+def cpu_busy(interval_s: float = 2.0) -> float:
+    """Fraction of all CPUs busy over ``interval_s`` (0..1)."""
+    total0, idle0 = _cpu_times()
+    time.sleep(interval_s)
+    total1, idle1 = _cpu_times()
+    total = max(total1 - total0, 1)
+    return 1.0 - (idle1 - idle0) / total
+
+
+def wait_for_quiet(max_wait_s: float, busy_limit: float = 0.25) -> dict[str, Any]:
+    """Wait (bounded) until no foreign Flower process runs and the CPUs are mostly idle.
+
+    The machine may be shared; what was found is recorded with the run.
+    """
+    deadline = time.monotonic() + max_wait_s
+    waited = time.monotonic()
+    warned = False
+    while True:
+        foreign = foreign_processes()
+        busy = cpu_busy()
+        if (not foreign and busy < busy_limit) or time.monotonic() >= deadline:
+            break
+        if not warned:
+            print(
+                f"  waiting for a quiet machine (cpu busy {busy:.0%}, "
+                f"{len(foreign)} other Flower/platform processes) ...",
+                flush=True,
+            )
+            warned = True
+    return {
+        "waited_for_quiet_s": time.monotonic() - waited,
+        "cpu_busy_before": busy,
+        "foreign_processes_before": foreign,
     }
 
 
@@ -242,6 +351,7 @@ def run_plain(workdir: Path) -> dict[str, Any]:
         )
         submit = time.time()
         response = client.StartRun(request)
+        submit_call_s = time.time() - submit
         if not response.HasField("run_id"):
             raise BenchError("the SuperLink refused the run")
         run_id = int(response.run_id)
@@ -275,6 +385,7 @@ def run_plain(workdir: Path) -> dict[str, Any]:
             "round_times": {str(k): v for k, v in sorted(round_times.items())},
             "eval_accuracy": {str(s["round"]): s["eval-accuracy"] for s in stamps},
             "nodes_wait_s": nodes_wait_s,
+            "submit_call_s": submit_call_s,
             "submit_to_finished_seen_s": finished - submit,
         }
         result.update(latency_metrics(submit, round_times))
@@ -305,9 +416,12 @@ def run_ours(workdir: Path) -> dict[str, Any]:
 
         submit = time.time()
         run = fleet.start_run(dict(RUN_REQUEST))
+        submit_call_s = time.time() - submit
         run_id = int(run["run_id"])
 
         first_seen: dict[int, float] = {}
+        # When each (status, detail) the ServerApp reports was first seen, after submit.
+        status_seen: dict[str, float] = {}
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
@@ -316,6 +430,7 @@ def run_ours(workdir: Path) -> dict[str, Any]:
                 time.sleep(0.1)
                 continue
             now = time.time()
+            status_seen.setdefault(f"{run['status']}: {run.get('detail', '')}", now - submit)
             for report in run.get("rounds", []):
                 first_seen.setdefault(int(report["round"]), now)
             if run["status"] in ("completed", "failed", "stopped"):
@@ -346,6 +461,8 @@ def run_ours(workdir: Path) -> dict[str, Any]:
             ),
             "eval_accuracy": {str(r["round"]): r.get("eval_accuracy") for r in rounds},
             "devices_wait_s": devices_wait_s,
+            "submit_call_s": submit_call_s,
+            "status_seen_after_submit_s": status_seen,
             "submit_to_finished_seen_s": finished - submit,
         }
         result.update(latency_metrics(submit, first_seen))
@@ -364,6 +481,8 @@ def summarize(results: list[dict[str, Any]], variant: str) -> dict[str, float]:
         "seconds_per_round": statistics.fmean(r["seconds_per_round"] for r in mine),
         "submit_to_first_round_s": statistics.fmean(r["submit_to_first_round_s"] for r in mine),
         "submit_to_round0_s": statistics.fmean(r["submit_to_round0_s"] for r in mine),
+        "submit_call_s": statistics.fmean(r["submit_call_s"] for r in mine),
+        "rounds_2_on_s": statistics.fmean(d for r in mine for d in r["round_durations_s"][1:]),
     }
     if variant == "ours":
         out["reported_seconds_per_round"] = statistics.fmean(
@@ -377,7 +496,7 @@ def print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     print()
     print(f"{'run':<10} {'s/round':>9} {'submit->r1 s':>13} {'submit->r0 s':>13}  rounds (s)")
     for r in results:
-        name = f"{r['variant']}#{r['repeat']}"
+        name = f"{r['variant']}#{r['repeat']}" + ("!" if r.get("disturbed") else "")
         rounds = " ".join(f"{d:.2f}" for d in r["round_durations_s"])
         extra = ""
         if r["variant"] == "ours":
@@ -393,15 +512,28 @@ def print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     for key, label in (
         ("seconds_per_round", "seconds per round"),
         ("submit_to_first_round_s", "submit -> round 1 (s)"),
+        ("submit_to_round0_s", "submit -> round 0 (s)"),
+        ("rounds_2_on_s", "rounds 2.. only (s)"),
+        ("submit_call_s", "submit call (s)"),
     ):
-        print(f"{label:<24} {plain[key]:>8.2f} {ours[key]:>8.2f} {ratio[key]:>11.2f}")
+        ratio_text = f"{ratio[key]:>11.2f}" if key in ratio else f"{ours[key] / plain[key]:>11.2f}"
+        print(f"{label:<24} {plain[key]:>8.2f} {ours[key]:>8.2f} {ratio_text}")
     print(f"ours, mean of the rounds' own 'seconds': {ours['reported_seconds_per_round']:.2f}")
+    if any(r.get("disturbed") for r in results):
+        print("! = other load on the machine around that run (see the JSON)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=1, help="runs per variant (alternating)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="before each run wait up to S s for no other Flower processes and idle CPUs",
+    )
     parser.add_argument(
         "--keep-dirs", action="store_true", help="keep the temporary state/log directories"
     )
@@ -414,37 +546,58 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     print(f"machine: {json.dumps(machine)}", flush=True)
     base = Path(tempfile.mkdtemp(prefix="round-latency-"))
+    os.environ[MARKER_ENV] = base.name
     results: list[dict[str, Any]] = []
     started = datetime.now(UTC)
+    error: str | None = None
     try:
         for repeat in range(args.repeat):
             for variant, fn in (("plain", run_plain), ("ours", run_ours)):
                 workdir = base / f"{variant}-{repeat}"
                 workdir.mkdir(parents=True)
                 print(f"[{repeat + 1}/{args.repeat}] {variant} ... (logs: {workdir})", flush=True)
-                result = fn(workdir)
+                quiet = wait_for_quiet(args.wait_quiet)
+                with ForeignWatch() as watch:
+                    result = fn(workdir)
+                leftover, lingered_s = wait_own_gone()
                 result["repeat"] = repeat
+                result.update(quiet)
+                result["foreign_processes_during"] = sorted(watch.seen)
+                result["own_processes_left_after_stop"] = leftover
+                result["own_processes_gone_after_s"] = lingered_s
+                result["disturbed"] = bool(
+                    quiet["foreign_processes_before"]
+                    or watch.seen
+                    or quiet["cpu_busy_before"] >= 0.25
+                )
+                if result["disturbed"]:
+                    print("  WARNING: other load on the machine around this run", flush=True)
                 results.append(result)
                 print(
                     f"  {result['seconds_per_round']:.2f} s/round, submit->round 1 "
                     f"{result['submit_to_first_round_s']:.2f} s",
                     flush=True,
                 )
+    except Exception as exc:  # noqa: BLE001 - reported below, partial results still written
+        traceback.print_exc()
+        error = f"{type(exc).__name__}: {exc}"
     finally:
-        if args.keep_dirs:
+        if args.keep_dirs or error is not None:
             print(f"state and logs kept in {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
 
-    summary: dict[str, Any] = {
-        "plain": summarize(results, "plain"),
-        "ours": summarize(results, "ours"),
-    }
-    summary["ratio_ours_over_plain"] = {
-        key: summary["ours"][key] / summary["plain"][key]
-        for key in ("seconds_per_round", "submit_to_first_round_s")
-    }
-    print_table(results, summary)
+    summary: dict[str, Any] = {}
+    variants = {r["variant"] for r in results}
+    for variant in ("plain", "ours"):
+        if variant in variants:
+            summary[variant] = summarize(results, variant)
+    if len(summary) == 2:
+        summary["ratio_ours_over_plain"] = {
+            key: summary["ours"][key] / summary["plain"][key]
+            for key in ("seconds_per_round", "submit_to_first_round_s")
+        }
+        print_table(results, summary)
 
     payload = {
         "benchmark": "round_latency",
@@ -460,10 +613,14 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
         "summary": summary,
         "runs": results,
+        "error": error,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"\nwrote {args.out}")
+    if error is not None:
+        print(f"FAILED: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

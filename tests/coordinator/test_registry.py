@@ -83,8 +83,8 @@ def test_run_lifecycle_and_rounds(registry: tuple[Registry, FakeClock]) -> None:
     reg, _ = registry
     run_id, token = reg.create_run(RunRequest(model="mlp", dataset="digits", num_rounds=2))
     assert len(token) >= 32 and reg.report_token(run_id) == token
-    reg.set_flower_run_id(run_id, 2**63 + 5)  # Flower ids are unsigned 64-bit
-    reg.update_run_status(run_id, "starting")
+    # Flower ids are unsigned 64-bit; linking a pending run makes it "starting".
+    assert reg.set_flower_run_id(run_id, 2**63 + 5).status == "starting"
     device = DeviceRoundResult(
         device_id="dev-a", node_id=2**64 - 1, num_examples=10, train_loss=1.0, train_seconds=0.5
     )
@@ -106,6 +106,13 @@ def test_run_lifecycle_and_rounds(registry: tuple[Registry, FakeClock]) -> None:
     # A finished run never changes again (a late crash report must not flip it).
     assert reg.update_run_status(run_id, "failed", "late").status == "completed"
     assert reg.active_runs() == []
+
+
+def test_late_link_never_moves_a_running_run_back(registry: tuple[Registry, FakeClock]) -> None:
+    reg, _ = registry
+    run_id, _ = reg.create_run(RunRequest())
+    reg.update_run_status(run_id, "running", "training")  # the ServerApp was quick
+    assert reg.set_flower_run_id(run_id, 9).status == "running"
 
 
 def test_runs_listed_newest_first_and_missing_run(registry: tuple[Registry, FakeClock]) -> None:

@@ -31,7 +31,7 @@ def train_handler(msg: Message, context: Context) -> Message:
         partition_id=partition_id,
         seed=int(run["seed"]),
     )
-    server_round = int(msg.content.config_records["config"].get("server-round", 0))
+    server_round = int(str(msg.content.config_records["config"].get("server-round", 0)))
     result = train(
         model,
         data.subset(indices),

@@ -11,7 +11,6 @@ from types import FrameType
 
 import structlog
 import uvicorn
-from pydantic import ValidationError
 
 from fl_coordinator import __version__
 from fl_coordinator.api_app import create_app
@@ -23,6 +22,7 @@ from fl_coordinator.registry import Registry
 from fl_coordinator.run_service import RunService
 from fl_coordinator.settings import CoordinatorSettings
 from fl_coordinator.superlink_process import SuperLinkProcess
+from fl_shared.errors import SettingsError
 from fl_shared.log_setup import configure_logging
 
 log = structlog.get_logger("fl_coordinator")
@@ -146,13 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         settings = CoordinatorSettings.load(args.config, "coordinator", **flags)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        print(f"fl-coordinator: invalid setting {where}: {first['msg']}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (OSError, ValueError) as exc:
-        print(f"fl-coordinator: cannot read config: {exc}", file=sys.stderr)
+    except SettingsError as exc:
+        print(f"fl-coordinator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_level)
     try:

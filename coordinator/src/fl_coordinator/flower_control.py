@@ -78,7 +78,7 @@ class FlowerControl:
         request = StartRunRequest(fab=fab_to_proto(fab), federation="")
         try:
             response = self._client.StartRun(request)
-        except (httpx.HTTPError, OSError) as exc:
+        except (httpx.HTTPError, OSError, ValueError) as exc:
             raise SuperLinkUnreachable(f"SuperLink Control API unreachable: {exc}") from exc
         if not response.HasField("run_id"):
             raise SuperLinkUnreachable("SuperLink refused to start the run")
@@ -88,7 +88,7 @@ class FlowerControl:
         """The run's status at the SuperLink, or None if it does not know the run."""
         try:
             response = self._client.ListRuns(ListRunsRequest(run_id=flower_run_id))
-        except (httpx.HTTPError, OSError) as exc:
+        except (httpx.HTTPError, OSError, ValueError) as exc:
             raise SuperLinkUnreachable(f"SuperLink Control API unreachable: {exc}") from exc
         run = response.run_dict.get(flower_run_id)
         if run is None:
@@ -100,5 +100,5 @@ class FlowerControl:
         """Ask the SuperLink to stop a run."""
         try:
             self._client.StopRun(StopRunRequest(run_id=flower_run_id))
-        except (httpx.HTTPError, OSError) as exc:
+        except (httpx.HTTPError, OSError, ValueError) as exc:
             raise SuperLinkUnreachable(f"SuperLink Control API unreachable: {exc}") from exc

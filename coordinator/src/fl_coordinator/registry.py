@@ -148,10 +148,15 @@ class Registry:
             session.flush()
             return row.run_id, token
 
-    def set_flower_run_id(self, run_id: int, flower_run_id: int) -> None:
-        """Link a run to the Flower run that executes it."""
+    def set_flower_run_id(self, run_id: int, flower_run_id: int) -> Run:
+        """Link a run to the Flower run that executes it; a pending run is now starting."""
         with self._sessions.begin() as session:
-            self._run_row(session, run_id).flower_run_id = str(flower_run_id)
+            row = self._run_row(session, run_id)
+            row.flower_run_id = str(flower_run_id)
+            # Its ServerApp may already have reported "running": never move it back.
+            if row.status == "pending":
+                row.status = "starting"
+            return self._run(session, row)
 
     def update_run_status(self, run_id: int, status: RunStatus, detail: str = "") -> Run:
         """Move a run to a new status; a finished run never changes again."""

@@ -76,9 +76,8 @@ class RunService:
         except SuperLinkUnreachable as exc:
             self._registry.update_run_status(run_id, "failed", str(exc))
             raise
-        self._registry.set_flower_run_id(run_id, flower_run_id)
         log.info("run_submitted", run_id=run_id, flower_run_id=flower_run_id)
-        return self._registry.update_run_status(run_id, "starting")
+        return self._registry.set_flower_run_id(run_id, flower_run_id)
 
     def start(self) -> None:
         """Begin reconciling run status in the background."""

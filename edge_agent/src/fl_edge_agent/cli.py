@@ -10,13 +10,13 @@ from pathlib import Path
 from types import FrameType
 
 import structlog
-from pydantic import ValidationError
 
 from fl_edge_agent import __version__
 from fl_edge_agent.agent import Agent
 from fl_edge_agent.coordinator_client import CoordinatorClient
 from fl_edge_agent.errors import EXIT_CONFIG, EXIT_OK, AgentConfigError, FlAgentError
 from fl_edge_agent.settings import AgentSettings
+from fl_shared.errors import SettingsError
 from fl_shared.log_setup import configure_logging
 
 log = structlog.get_logger("fl_edge_agent")
@@ -68,13 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         settings = AgentSettings.load(args.config, "agent", **flags)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        print(f"fl-edge-agent: invalid setting {where}: {first['msg']}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (OSError, ValueError) as exc:
-        print(f"fl-edge-agent: cannot read config: {exc}", file=sys.stderr)
+    except SettingsError as exc:
+        print(f"fl-edge-agent: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_level)
 

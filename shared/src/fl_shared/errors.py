@@ -14,7 +14,8 @@ class FlSharedError(Exception):
         ├── UnknownModelError        (ValueError)  bad model name
         ├── UnknownDatasetError      (ValueError)  bad dataset name
         ├── UnknownPartitionerError  (ValueError)  bad partitioner name
-        └── DatasetUnavailableError                data files missing / hub down
+        ├── DatasetUnavailableError                data files missing / hub down
+        └── SettingsError                          a program's settings are invalid
 
     The ``Unknown*`` errors are request-validation errors, so they also derive from
     ``ValueError``; ``DatasetUnavailableError`` is an environment problem (fix the
@@ -45,3 +46,7 @@ def unknown_name_message(kind: str, name: object, valid: Iterable[str]) -> str:
     """Build the standard "unknown X" message that lists the valid names."""
     choices = ", ".join(repr(v) for v in valid)
     return f"unknown {kind} {name!r}; valid {kind} names are: {choices}"
+
+
+class SettingsError(FlSharedError):
+    """Settings that cannot be read or do not validate; the message names the setting."""
