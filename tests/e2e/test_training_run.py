@@ -43,7 +43,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
 
 def test_two_agents_train_digits_to_completion(fleet: LocalFleet) -> None:
     run = fleet.start_run(
-        {"model": "cnn", "dataset": "digits", "num_rounds": 2, "min_devices": 2, "seed": 7}
+        {
+            "model": "cnn",
+            "dataset": "digits",
+            "num_rounds": 2,
+            "min_devices": 2,
+            "seed": 7,
+            "fraction_evaluate": 1.0,  # the devices evaluate on their own test shares too
+        }
     )
     run = wait_run(fleet, run["run_id"])
     assert run["status"] == "completed", run["detail"]
@@ -60,6 +67,8 @@ def test_two_agents_train_digits_to_completion(fleet: LocalFleet) -> None:
         assert {d["device_id"] for d in trained} == devices  # both devices trained each round
         assert all(d["num_examples"] > 600 for d in trained)  # each on its own half
         assert rounds[number]["seconds"] > 0 and rounds[number]["train_loss"] is not None
+        assert 0.0 < rounds[number]["federated_eval_accuracy"] <= 1.0
+    assert rounds[2]["federated_eval_accuracy"] > 0.3
 
     for number in (1, 2):
         path = Path(rounds[number]["checkpoint"])

@@ -83,6 +83,7 @@ class FleetFedAvg(FedAvg):
         self.round_started = time.monotonic()
         self.round_devices: list[DeviceRoundResult] = []
         self.round_train_metrics: MetricRecord | None = None
+        self.round_evaluate_metrics: MetricRecord | None = None
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -91,6 +92,7 @@ class FleetFedAvg(FedAvg):
         self.round_started = time.monotonic()
         self.round_devices = []
         self.round_train_metrics = None
+        self.round_evaluate_metrics = None
         wait_for_nodes(grid, self.min_devices, self.device_wait_timeout_s)
         return super().configure_train(server_round, arrays, config, grid)
 
@@ -109,3 +111,19 @@ class FleetFedAvg(FedAvg):
             failures=sum(1 for m in replies if m.has_error()),
         )
         return arrays, metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Federated evaluation (when enabled) with the same bounded wait as training."""
+        if self.fraction_evaluate > 0:
+            wait_for_nodes(grid, self.min_evaluate_nodes, self.device_wait_timeout_s)
+        return super().configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """Aggregate as FedAvg does, remembering the result for the round's report."""
+        metrics = super().aggregate_evaluate(server_round, replies)
+        self.round_evaluate_metrics = metrics
+        return metrics

@@ -68,12 +68,15 @@ class RoundRecorder:
                     metrics=metrics,
                 )
             )
+        federated = self._strategy.round_evaluate_metrics if server_round > 0 else None
         report = RoundReport(
             round=server_round,
             devices=self._strategy.round_devices if server_round > 0 else [],
             train_loss=metrics.get("train-loss"),
             eval_loss=metrics.get("eval-loss"),
             eval_accuracy=metrics.get("eval-accuracy"),
+            federated_eval_loss=_metric(federated, "eval-loss"),
+            federated_eval_accuracy=_metric(federated, "eval-accuracy"),
             seconds=time.monotonic() - self._strategy.round_started if server_round > 0 else 0.0,
             checkpoint=checkpoint,
         )
@@ -81,3 +84,8 @@ class RoundRecorder:
         self._reporter.round(report)
         log.info("round_recorded", run_id=self._run_id, **report.model_dump(exclude={"devices"}))
         return MetricRecord(dict[str, MetricRecordValues](metrics)) if metrics else None
+
+
+def _metric(record: MetricRecord | None, key: str) -> float | None:
+    value = record.get(key) if record is not None else None
+    return float(value) if isinstance(value, int | float) else None

@@ -144,6 +144,9 @@ class RoundReport(WireModel):
     train_loss: float | None = None
     eval_loss: float | None = None
     eval_accuracy: float | None = None
+    # Federated evaluation on the devices' own test shares (when fraction_evaluate > 0).
+    federated_eval_loss: float | None = None
+    federated_eval_accuracy: float | None = None
     seconds: float = 0.0
     checkpoint: str | None = None
 
