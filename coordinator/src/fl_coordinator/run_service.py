@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -48,7 +49,7 @@ def run_config_for(
     }
 
 
-def token_file(settings: CoordinatorSettings, run_id: int) -> Any:
+def token_file(settings: CoordinatorSettings, run_id: int) -> Path:
     """Where a run's report token is kept (readable by the coordinator's user only)."""
     return settings.state_dir / "run-tokens" / f"run-{run_id}.token"
 

@@ -32,6 +32,11 @@ class SuperLinkProcess:
         self.restarts = 0
 
     @property
+    def pid(self) -> int | None:
+        """PID of the current SuperLink process."""
+        return self._proc.pid if self._proc else None
+
+    @property
     def health_url(self) -> str:
         """Where the SuperLink answers health checks."""
         scheme = "http" if self._insecure else "https"
