@@ -52,14 +52,25 @@ def test_device_register_heartbeat_list(env: Any) -> None:
     answer = client.post("/api/v1/devices", json={"name": "jetson-7", "future_field": 1})
     assert answer.status_code == 201
     device_id = answer.json()["device_id"]
-    assert answer.json()["heartbeat_interval_s"] == 5.0
+    assert answer.json()["heartbeat_interval_s"] == 15.0
+    listed = client.get("/api/v1/devices").json()
+    assert listed[0]["last_status"] is None  # enrolled, no heartbeat yet
     beat = client.post(
         f"/api/v1/devices/{device_id}/heartbeat",
-        json={"device_id": device_id, "supernode_state": "running"},
+        json={
+            "device_id": device_id,
+            "supernode_state": "running",
+            "activity": "training run 3 round 2",
+            "max_temp_c": 51.5,
+            "power_mode": "MODE_15W_6CORE",
+        },
     )
     assert beat.status_code == 200 and beat.json()["device_id"] == device_id
     listed = client.get("/api/v1/devices").json()
     assert [(d["name"], d["online"]) for d in listed] == [("jetson-7", True)]
+    status = listed[0]["last_status"]
+    assert status["activity"] == "training run 3 round 2"
+    assert (status["max_temp_c"], status["power_mode"]) == (51.5, "MODE_15W_6CORE")
 
 
 def test_heartbeat_from_unknown_device_is_404_with_fix(env: Any) -> None:

@@ -249,6 +249,7 @@ def test_node_config_carries_device_facts(tmp_path: Path, zero_backoff: None) ->
         "partition-id": 2,
         "num-partitions": 4,
         "torch-threads": 3,
+        "activity-file": str(tmp_path / "activity.json"),
     }
 
 
@@ -261,6 +262,7 @@ class FakeSuperNode:
         self.kwargs = kwargs
         self.state = "stopped"
         self.restarts = 0
+        self.pid: int | None = None
         self.calls: list[str] = []
         FakeSuperNode.instances.append(self)
 

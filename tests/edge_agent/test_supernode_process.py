@@ -95,7 +95,7 @@ def _wait_for_exit(process: SuperNodeProcess, clock: FakeClock) -> None:
 
     def noticed() -> bool:
         process.check()
-        return process.state == "restarting"
+        return process.state in ("restarting", "crashed")
 
     assert _wait_until(noticed), "the child never exited"
 
@@ -172,7 +172,7 @@ def test_exit_then_restart_after_backoff(tmp_path: Path, monkeypatch: pytest.Mon
         process.start()
         first_pid = process.pid
         _wait_for_exit(process, clock)
-        assert process.state == "restarting"
+        assert process.state == "crashed"  # exit status 3: a crash, not a clean stop
         assert process.restarts == 0
 
         clock.now += 0.001
@@ -197,7 +197,7 @@ def test_restart_waits_for_the_backoff(tmp_path: Path, monkeypatch: pytest.Monke
 
         clock.now += 1.9
         process.check()
-        assert process.state == "restarting"
+        assert process.state == "crashed"
         assert process.restarts == 0
 
         clock.now += 0.2

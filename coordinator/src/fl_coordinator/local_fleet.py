@@ -91,8 +91,18 @@ class LocalFleet:
         self.coordinator.start()
         self._wait(lambda: self._get("/healthz") is not None, timeout_s, self.coordinator)
 
-    def start_agent(self, index: int, num_partitions: int, **flags: Any) -> ManagedProcess:
-        """Start one agent holding partition ``index`` of ``num_partitions``."""
+    def start_agent(
+        self,
+        index: int,
+        num_partitions: int,
+        *,
+        env: dict[str, str] | None = None,
+        **flags: Any,
+    ) -> ManagedProcess:
+        """Start one agent holding partition ``index`` of ``num_partitions``.
+
+        ``env`` adds variables for this agent only (e.g. systemd's NOTIFY_SOCKET).
+        """
         argv = [
             program("fl-edge-agent"),
             "run",
@@ -118,10 +128,13 @@ class LocalFleet:
             argv += ["--data-dir", str(self.data_dir)]
         for key, value in flags.items():
             argv += [f"--{key.replace('_', '-')}", str(value)]
+        agent_env = self._env_for()
+        if env is not None:
+            agent_env = {**(agent_env or os.environ), **env}
         agent = ManagedProcess(
             f"agent-{index}",
             argv,
-            env=self._env_for(),
+            env=agent_env,
             log_file=self.state_dir / "logs" / f"agent-{index}.log",
         )
         agent.start()

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fl_coordinator.errors import RunNotFound
-from fl_coordinator.registry_schema import Base, DeviceRow, RoundRow, RunRow
+from fl_coordinator.registry_schema import Base, DeviceRow, DeviceStatusRow, RoundRow, RunRow
 from fl_shared.wire import (
     TERMINAL_RUN_STATUSES,
     Device,
@@ -51,7 +51,7 @@ class Registry:
     """The coordinator's source of truth; every method is one transaction."""
 
     def __init__(
-        self, url: str, *, heartbeat_timeout_s: float = 15.0, clock: Clock = utc_now
+        self, url: str, *, heartbeat_timeout_s: float = 50.0, clock: Clock = utc_now
     ) -> None:
         self.url = url
         self._heartbeat_timeout = timedelta(seconds=heartbeat_timeout_s)
@@ -103,16 +103,32 @@ class Registry:
             row.last_heartbeat_at = now
             row.supernode_state = beat.supernode_state
             row.supernode_restarts = beat.supernode_restarts
-            return self._device(row, now)
+            status = self._status_row(session, beat.device_id)
+            status.heartbeat = beat.model_dump(mode="json")
+            return self._device(row, now, status)
 
     def list_devices(self) -> list[Device]:
         """Every device, oldest enrollment first."""
         now = self._clock()
         with self._sessions.begin() as session:
-            rows = session.scalars(select(DeviceRow).order_by(DeviceRow.registered_at))
-            return [self._device(row, now) for row in rows]
+            rows = session.execute(
+                select(DeviceRow, DeviceStatusRow)
+                .outerjoin(DeviceStatusRow, DeviceStatusRow.device_id == DeviceRow.device_id)
+                .order_by(DeviceRow.registered_at)
+            )
+            return [self._device(row, now, status) for row, status in rows]
 
-    def _device(self, row: DeviceRow, now: datetime) -> Device:
+    @staticmethod
+    def _status_row(session: Session, device_id: str) -> DeviceStatusRow:
+        status = session.get(DeviceStatusRow, device_id)
+        if status is None:
+            status = DeviceStatusRow(device_id=device_id, heartbeat=None, capabilities=None)
+            session.add(status)
+        return status
+
+    def _device(
+        self, row: DeviceRow, now: datetime, status: DeviceStatusRow | None = None
+    ) -> Device:
         last = _aware(row.last_heartbeat_at)
         registered = _aware(row.registered_at)
         assert registered is not None
@@ -127,6 +143,11 @@ class Registry:
             last_heartbeat_at=last,
             online=last is not None and now - last <= self._heartbeat_timeout,
             supernode_state=row.supernode_state,
+            last_status=(
+                Heartbeat.model_validate(status.heartbeat)
+                if status is not None and status.heartbeat
+                else None
+            ),
         )
 
     # -- runs --------------------------------------------------------------------------------

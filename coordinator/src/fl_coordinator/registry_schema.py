@@ -30,6 +30,22 @@ class DeviceRow(Base):
     supernode_restarts: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class DeviceStatusRow(Base):
+    """What a device last said about itself: heartbeat payload and capabilities.
+
+    A table of its own so registries created by older releases gain it with create_all().
+    """
+
+    __tablename__ = "device_status"
+
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.device_id", ondelete="CASCADE"), primary_key=True
+    )
+    heartbeat: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    capabilities: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    capabilities_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class RunRow(Base):
     """One training run."""
 

@@ -23,8 +23,9 @@ class CoordinatorSettings(FileSettings):
     superlink_host: str = "127.0.0.1"
     superlink_port: int = Field(default=8000, ge=1, le=65535)
     data_dir: Path = Path(DEFAULT_FASHION_MNIST_DIR)
-    heartbeat_interval_s: float = Field(default=5.0, gt=0)
-    heartbeat_timeout_s: float = Field(default=15.0, gt=0)
+    heartbeat_interval_s: float = Field(default=15.0, gt=0)
+    # Three missed beats (with their ±10 % jitter) before a device counts as offline.
+    heartbeat_timeout_s: float = Field(default=50.0, gt=0)
     run_poll_interval_s: float = Field(default=2.0, gt=0)
     insecure: bool = False
     log_level: str = "info"

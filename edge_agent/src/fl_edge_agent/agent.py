@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from fl_edge_agent import __version__
+from fl_edge_agent.agent_status import AgentStatus, write_status
 from fl_edge_agent.coordinator_client import CoordinatorClient
 from fl_edge_agent.device_identity import DeviceIdentity
 from fl_edge_agent.errors import CoordinatorUnreachable, FlAgentError
 from fl_edge_agent.heartbeat_sender import HeartbeatSender
 from fl_edge_agent.settings import AgentSettings
 from fl_edge_agent.supernode_process import SuperNodeProcess
+from fl_edge_agent.system_load import SystemLoad
+from fl_edge_agent.systemd_notifier import SystemdNotifier
+from fl_shared.activity_file import ActivityFile
 from fl_shared.backoff import Backoff
 from fl_shared.wire import DeviceRegistration, Heartbeat
 
@@ -27,7 +33,11 @@ class Agent:
     """The device daemon. It never trains: the SuperNode's ClientApp does."""
 
     def __init__(
-        self, settings: AgentSettings, client: CoordinatorClient, stop: threading.Event
+        self,
+        settings: AgentSettings,
+        client: CoordinatorClient,
+        stop: threading.Event,
+        notifier: SystemdNotifier | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
@@ -36,6 +46,10 @@ class Agent:
         self._started = time.monotonic()
         self.device_id: str | None = self._identity.load()
         self.supernode: SuperNodeProcess | None = None
+        self.heartbeats: HeartbeatSender | None = None
+        self._notifier = notifier or SystemdNotifier()
+        self._load = SystemLoad(settings.state_dir)
+        self._activity = ActivityFile(settings.state_dir / "activity.json")
 
     def _registration(self) -> DeviceRegistration:
         return DeviceRegistration(
@@ -60,6 +74,8 @@ class Agent:
             except CoordinatorUnreachable as exc:
                 wait = backoff.next_wait()
                 log.warning("enroll_retry", error=str(exc), retry_in_s=round(wait, 2))
+                self._notifier.status(f"waiting for the coordinator at {self._client.base_url}")
+                self._notifier.maybe_watchdog(time.monotonic())
                 self._stop.wait(wait)
                 continue
             if answer.device_id != self.device_id:
@@ -79,11 +95,46 @@ class Agent:
     def _beat(self) -> Heartbeat:
         assert self.device_id is not None
         supernode = self.supernode
+        load = self._load.sample()
+        self._write_status()
         return Heartbeat(
             device_id=self.device_id,
             supernode_state=supernode.state if supernode else "starting",
             supernode_restarts=supernode.restarts if supernode else 0,
             uptime_s=round(time.monotonic() - self._started, 1),
+            agent_version=__version__,
+            cpu_percent=load.cpu_percent,
+            memory_percent=load.memory_percent,
+            max_temp_c=load.max_temp_c,
+            disk_free_bytes=load.disk_free_bytes,
+            activity=self._activity.read(),
+            last_contact_at=self.heartbeats.last_contact_at if self.heartbeats else None,
+        )
+
+    def _summary(self) -> str:
+        supernode = self.supernode
+        state = supernode.state if supernode else "starting"
+        restarts = f", {supernode.restarts} restarts" if supernode and supernode.restarts else ""
+        return f"device {self.device_id}: SuperNode {state}{restarts}; {self._activity.read()}"
+
+    def _write_status(self) -> None:
+        supernode, beats = self.supernode, self.heartbeats
+        write_status(
+            self._settings.state_dir,
+            AgentStatus(
+                pid=os.getpid(),
+                device_id=self.device_id,
+                name=self._settings.name,
+                coordinator_url=self._settings.coordinator_url,
+                registered=self.device_id is not None,
+                supernode_state=supernode.state if supernode else "starting",
+                supernode_restarts=supernode.restarts if supernode else 0,
+                supernode_pid=supernode.pid if supernode else None,
+                activity=self._activity.read(),
+                last_heartbeat_ack_at=beats.last_contact_at if beats else None,
+                last_error=beats.last_error if beats else None,
+                updated_at=datetime.now(UTC),
+            ),
         )
 
     def node_config(self) -> dict[str, Any]:
@@ -95,6 +146,7 @@ class Agent:
             "partition-id": self._settings.partition_id,
             "num-partitions": self._settings.num_partitions,
             "torch-threads": self._settings.torch_threads,
+            "activity-file": str(self._activity.path),
         }
 
     def run(self) -> None:
@@ -109,7 +161,7 @@ class Agent:
             node_config=self.node_config(),
             insecure=self._settings.insecure,
         )
-        heartbeats = HeartbeatSender(
+        self.heartbeats = heartbeats = HeartbeatSender(
             self._client,
             self._beat,
             self._reenroll,
@@ -118,9 +170,19 @@ class Agent:
         try:
             self.supernode.start()
             heartbeats.start()
+            self._notifier.ready(self._summary())
+            shown = self._summary()
+            # The watchdog pings come from this loop, so a stuck loop stops them.
             while not self._stop.wait(1.0):
                 self.supernode.check()
+                self._notifier.maybe_watchdog(time.monotonic())
+                if (summary := self._summary()) != shown:
+                    self._notifier.status(summary)
+                    shown = summary
         finally:
+            self._notifier.stopping("stopping the SuperNode")
             heartbeats.stop()
             self.supernode.stop()
+            self._activity.set("idle")
+            self._write_status()
             log.info("agent_stopped", device_id=self.device_id)

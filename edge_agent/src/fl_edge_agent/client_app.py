@@ -6,11 +6,15 @@ The SuperNode starts this in a `flwr-clientapp` process; the agent daemon never 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fl_shared.activity_file import ActivityFile
 from fl_shared.datasets import ArrayDataset, load_dataset
 from fl_shared.models import create_model
 from fl_shared.partitioning import partition_indices
@@ -48,6 +52,20 @@ def _model(msg: Message, context: Context) -> torch.nn.Module:
     return model
 
 
+@contextmanager
+def _activity(context: Context, what: str) -> Iterator[None]:
+    """Tell the agent (through its activity file) what this device is doing."""
+    path = str(context.node_config.get("activity-file", ""))
+    activity = ActivityFile(Path(path)) if path else None
+    if activity is not None:
+        activity.set(what)
+    try:
+        yield
+    finally:
+        if activity is not None:
+            activity.set("idle")
+
+
 def _device_record(context: Context) -> ConfigRecord:
     return ConfigRecord({"device-id": str(context.node_config.get("device-id", ""))})
 
@@ -59,21 +77,22 @@ def train_handler(msg: Message, context: Context) -> Message:
     run = context.run_config
     server_round = msg.content.config_records["config"].get("server-round", 0)
     assert isinstance(server_round, int)
-    model = _model(msg, context)
-    data = local_data(context, "train")
-    max_samples = int(run["max-train-samples"]) or None
-    result = train(
-        model,
-        data,
-        epochs=int(run["local-epochs"]),
-        batch_size=int(run["batch-size"]),
-        learning_rate=float(run["learning-rate"]),
-        max_samples=max_samples,
-        # A new sample every round, different on every device.
-        seed=int(run["seed"]) * 1000
-        + server_round * 97
-        + int(context.node_config.get("partition-id", 0)),
-    )
+    with _activity(context, f"training run {run['registry-run-id']} round {server_round}"):
+        model = _model(msg, context)
+        data = local_data(context, "train")
+        max_samples = int(run["max-train-samples"]) or None
+        result = train(
+            model,
+            data,
+            epochs=int(run["local-epochs"]),
+            batch_size=int(run["batch-size"]),
+            learning_rate=float(run["learning-rate"]),
+            max_samples=max_samples,
+            # A new sample every round, different on every device.
+            seed=int(run["seed"]) * 1000
+            + server_round * 97
+            + int(context.node_config.get("partition-id", 0)),
+        )
     metrics = MetricRecord(
         {
             "train-loss": result.loss,
@@ -96,8 +115,10 @@ def train_handler(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate_handler(msg: Message, context: Context) -> Message:
     """Evaluate the received global model on the local share of the test split."""
-    model = _model(msg, context)
-    result = evaluate(model, local_data(context, "test"))
+    run_id = context.run_config["registry-run-id"]
+    with _activity(context, f"evaluating run {run_id}"):
+        model = _model(msg, context)
+        result = evaluate(model, local_data(context, "test"))
     metrics = MetricRecord(
         {
             "eval-loss": result.loss,

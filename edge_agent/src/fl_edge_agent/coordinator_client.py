@@ -29,6 +29,11 @@ class CoordinatorClient:
     ) -> None:
         self._client = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport)
 
+    @property
+    def base_url(self) -> str:
+        """The coordinator this client talks to."""
+        return str(self._client.base_url)
+
     def close(self) -> None:
         """Close the connection pool."""
         self._client.close()

@@ -102,7 +102,8 @@ class SuperNodeProcess:
         self._proc.stop(grace_s=0)
         wait = self._backoff.next_wait()
         log.warning("supernode_exited", returncode=code, restart_in_s=round(wait, 2))
-        self.state = "restarting"
+        # Status 0 is a SIGTERM or "the SuperLink forgot me"; anything else is a crash.
+        self.state = "restarting" if code == 0 else "crashed"
         self._restart_at = now + wait
 
     def stop(self, grace_s: float = 10.0) -> None:

@@ -15,7 +15,7 @@ WIRE_MAJOR = 1
 
 RunStatus = Literal["pending", "starting", "running", "completed", "failed", "stopped"]
 TERMINAL_RUN_STATUSES: frozenset[str] = frozenset({"completed", "failed", "stopped"})
-SuperNodeState = Literal["starting", "running", "restarting", "stopped"]
+SuperNodeState = Literal["starting", "running", "restarting", "crashed", "stopped"]
 
 
 class WireModel(BaseModel):
@@ -58,6 +58,14 @@ class Heartbeat(WireModel):
     supernode_state: SuperNodeState = "running"
     supernode_restarts: int = 0
     uptime_s: float = 0.0
+    agent_version: str = ""
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    max_temp_c: float | None = None
+    power_mode: str | None = None
+    disk_free_bytes: int | None = None
+    activity: str = "idle"
+    last_contact_at: datetime | None = None
 
 
 class HeartbeatAck(WireModel):
@@ -80,6 +88,7 @@ class Device(WireModel):
     last_heartbeat_at: datetime | None
     online: bool
     supernode_state: str
+    last_status: Heartbeat | None = None
 
 
 class RunRequest(WireModel):
