@@ -73,6 +73,25 @@ def test_device_register_heartbeat_list(env: Any) -> None:
     assert (status["max_temp_c"], status["power_mode"]) == (51.5, "MODE_15W_6CORE")
 
 
+def test_capabilities_are_stored_and_listed(env: Any) -> None:
+    client, _, _, _ = env
+    device_id = client.post("/api/v1/devices", json={"name": "orin"}).json()["device_id"]
+    caps = {
+        "cpu": {"model": "ARMv8 Processor rev 1 (v8l)", "cores": 12},
+        "jetson": {"model": "NVIDIA Jetson AGX Orin", "soc": "tegra234", "jetpack": "6.0"},
+        "onnxruntime": {"verified_providers": ["CPUExecutionProvider"]},
+        "from_a_newer_agent": True,
+    }
+    answer = client.put(f"/api/v1/devices/{device_id}/capabilities", json=caps)
+    assert answer.status_code == 204
+    listed = client.get("/api/v1/devices").json()[0]["capabilities"]
+    assert listed["jetson"]["soc"] == "tegra234" and listed["cpu"]["cores"] == 12
+    missing = client.put("/api/v1/devices/dev-nope/capabilities", json=caps)
+    assert missing.status_code == 404
+    old = client.put(f"/api/v1/devices/{device_id}/capabilities", json={"schema_version": "0.1"})
+    assert old.status_code == 426
+
+
 def test_heartbeat_from_unknown_device_is_404_with_fix(env: Any) -> None:
     client, _, _, _ = env
     answer = client.post("/api/v1/devices/dev-x/heartbeat", json={"device_id": "dev-x"})

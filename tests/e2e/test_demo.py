@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,22 +15,9 @@ from fl_coordinator.model_store import ModelStore
 pytestmark = pytest.mark.e2e
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (proc / "status").read_text()
-        except OSError:
-            continue
-        if text in cmdline and "State:\tZ" not in state:
-            pids.append(int(proc.name))
-    return pids
-
-
-def test_demo_trains_reports_each_round_and_stops_everything(tmp_path: Path) -> None:
+def test_demo_trains_reports_each_round_and_stops_everything(
+    tmp_path: Path, leftover_processes: Callable[[str], list[int]]
+) -> None:
     state = tmp_path / "demo"
     result = subprocess.run(
         [
@@ -63,4 +51,4 @@ def test_demo_trains_reports_each_round_and_stops_everything(tmp_path: Path) -> 
     assert checkpoint.is_relative_to(state)
     _model, meta = ModelStore.load(checkpoint)
     assert meta["round"] == 2 and meta["architecture"] == "mlp"
-    assert _processes_mentioning(str(state)) == []  # coordinator, agents, Flower: all gone
+    assert leftover_processes(str(state)) == []  # coordinator, agents, Flower: all gone

@@ -104,6 +104,23 @@ def test_flctl_lists_devices_and_shows_the_run(fleet: LocalFleet) -> None:
     assert table.startswith(f"run {run_id}: completed")
 
 
+def test_devices_report_measured_capabilities(fleet: LocalFleet) -> None:
+    def reported() -> list[dict[str, Any]]:
+        devices = httpx.get(f"{fleet.api_url}/api/v1/devices").json()
+        return [d["capabilities"] for d in devices if d["capabilities"]]
+
+    deadline = time.monotonic() + 90
+    while len(reported()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    caps = reported()
+    assert len(caps) == 2
+    for device in caps:
+        assert device["cpu"]["cores"] >= 1 and device["memory"]["total_bytes"] > 0
+        assert "CPUExecutionProvider" in device["onnxruntime"]["verified_providers"]
+        assert device["speed"]["torch_train_samples_per_s"] > 0
+        assert device["speed"]["coordinator_rtt_ms"] is not None  # it reached the coordinator
+
+
 def test_run_with_too_few_devices_fails_with_a_clear_status(fleet: LocalFleet) -> None:
     run = fleet.start_run(
         {

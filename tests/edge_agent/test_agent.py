@@ -51,6 +51,7 @@ def _settings(state_dir: Path, **overrides: Any) -> AgentSettings:
         "state_dir": state_dir,
         "insecure": True,
         "labels": {"site": "lab"},
+        "probe_interval_s": 0,  # no probe child process in these unit tests
         **overrides,
     }
     return AgentSettings(**values)
@@ -262,6 +263,7 @@ class FakeSuperNode:
         self.kwargs = kwargs
         self.state = "stopped"
         self.restarts = 0
+        self.hangs = 0
         self.pid: int | None = None
         self.calls: list[str] = []
         FakeSuperNode.instances.append(self)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -13,14 +12,9 @@ from typing import Any
 import httpx
 
 from fl_shared.managed_process import ManagedProcess
+from fl_shared.ports import free_port
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["FleetError", "LocalFleet", "free_port", "program"]
 
 
 def program(name: str) -> str:
@@ -128,9 +122,12 @@ class LocalFleet:
             argv += ["--data-dir", str(self.data_dir)]
         for key, value in flags.items():
             argv += [f"--{key.replace('_', '-')}", str(value)]
-        agent_env = self._env_for()
-        if env is not None:
-            agent_env = {**(agent_env or os.environ), **env}
+        # Devices sharing one host would benchmark each other: keep their probes short.
+        agent_env = {
+            **(self._env_for() or os.environ),
+            "FL_AGENT_PROBE_BUDGET_S": "1",
+            **(env or {}),
+        }
         agent = ManagedProcess(
             f"agent-{index}",
             argv,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fl_coordinator.errors import RunNotFound
 from fl_coordinator.registry_schema import Base, DeviceRow, DeviceStatusRow, RoundRow, RunRow
+from fl_shared.capabilities import Capabilities
 from fl_shared.wire import (
     TERMINAL_RUN_STATUSES,
     Device,
@@ -107,6 +108,16 @@ class Registry:
             status.heartbeat = beat.model_dump(mode="json")
             return self._device(row, now, status)
 
+    def record_capabilities(self, device_id: str, capabilities: Capabilities) -> bool:
+        """Store what a device measured about itself; False when the device is unknown."""
+        with self._sessions.begin() as session:
+            if session.get(DeviceRow, device_id) is None:
+                return False
+            status = self._status_row(session, device_id)
+            status.capabilities = capabilities.model_dump(mode="json")
+            status.capabilities_at = self._clock()
+            return True
+
     def list_devices(self) -> list[Device]:
         """Every device, oldest enrollment first."""
         now = self._clock()
@@ -146,6 +157,11 @@ class Registry:
             last_status=(
                 Heartbeat.model_validate(status.heartbeat)
                 if status is not None and status.heartbeat
+                else None
+            ),
+            capabilities=(
+                Capabilities.model_validate(status.capabilities)
+                if status is not None and status.capabilities
                 else None
             ),
         )

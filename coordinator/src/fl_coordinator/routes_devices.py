@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from fl_coordinator.api_deps import RegistryDep, SettingsDep
 from fl_coordinator.registry import utc_now
+from fl_shared.capabilities import Capabilities
 from fl_shared.wire import (
     WIRE_MAJOR,
     Device,
@@ -57,6 +58,17 @@ def heartbeat(device_id: str, body: Heartbeat, registry: RegistryDep) -> Heartbe
             status.HTTP_404_NOT_FOUND, f"device {device_id} is not registered: register again"
         )
     return HeartbeatAck(device_id=device_id, server_time=utc_now())
+
+
+@router.put("/{device_id}/capabilities", status_code=status.HTTP_204_NO_CONTENT)
+def report_capabilities(device_id: str, body: Capabilities, registry: RegistryDep) -> None:
+    """Store the device's measured capabilities (sent at start and whenever they change)."""
+    _check_version(body.schema_version)
+    if not registry.record_capabilities(device_id, body):
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"device {device_id} is not registered: register again"
+        )
+    log.info("device_capabilities", device_id=device_id, fingerprint=body.fingerprint())
 
 
 @router.get("", response_model=list[Device])

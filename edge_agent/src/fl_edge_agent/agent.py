@@ -14,6 +14,7 @@ import structlog
 
 from fl_edge_agent import __version__
 from fl_edge_agent.agent_status import AgentStatus, write_status
+from fl_edge_agent.capability_reporter import CapabilityReporter
 from fl_edge_agent.coordinator_client import CoordinatorClient
 from fl_edge_agent.device_identity import DeviceIdentity
 from fl_edge_agent.errors import CoordinatorUnreachable, FlAgentError
@@ -24,6 +25,7 @@ from fl_edge_agent.system_load import SystemLoad
 from fl_edge_agent.systemd_notifier import SystemdNotifier
 from fl_shared.activity_file import ActivityFile
 from fl_shared.backoff import Backoff
+from fl_shared.ports import free_port
 from fl_shared.wire import DeviceRegistration, Heartbeat
 
 log = structlog.get_logger(__name__)
@@ -47,6 +49,14 @@ class Agent:
         self.device_id: str | None = self._identity.load()
         self.supernode: SuperNodeProcess | None = None
         self.heartbeats: HeartbeatSender | None = None
+        self.capabilities = CapabilityReporter(
+            client,
+            lambda: self.device_id,
+            state_dir=settings.state_dir,
+            coordinator_url=settings.coordinator_url,
+            interval_s=settings.probe_interval_s,
+            budget_s=settings.probe_budget_s,
+        )
         self._notifier = notifier or SystemdNotifier()
         self._load = SystemLoad(settings.state_dir)
         self._activity = ActivityFile(settings.state_dir / "activity.json")
@@ -89,6 +99,7 @@ class Agent:
         try:
             self._client.register(self._registration())
             log.info("reenrolled", device_id=self.device_id)
+            self.capabilities.report(force=True)
         except FlAgentError as exc:
             log.warning("reenroll_failed", error=str(exc))
 
@@ -101,14 +112,29 @@ class Agent:
             device_id=self.device_id,
             supernode_state=supernode.state if supernode else "starting",
             supernode_restarts=supernode.restarts if supernode else 0,
+            supernode_hangs=supernode.hangs if supernode else 0,
             uptime_s=round(time.monotonic() - self._started, 1),
             agent_version=__version__,
             cpu_percent=load.cpu_percent,
             memory_percent=load.memory_percent,
             max_temp_c=load.max_temp_c,
+            power_mode=self._power_mode(),
             disk_free_bytes=load.disk_free_bytes,
             activity=self._activity.read(),
             last_contact_at=self.heartbeats.last_contact_at if self.heartbeats else None,
+        )
+
+    def _send_full_status(self) -> None:
+        # Back after an outage: the coordinator gets the full picture at once.
+        self.capabilities.report(force=True)
+
+    def _power_mode(self) -> str | None:
+        caps = self.capabilities.latest
+        if caps is None or caps.jetson is None:
+            return None
+        jetson = caps.jetson
+        return jetson.power_mode_name or (
+            str(jetson.power_mode_id) if jetson.power_mode_id is not None else None
         )
 
     def _summary(self) -> str:
@@ -160,16 +186,22 @@ class Agent:
             state_dir=self._settings.state_dir,
             node_config=self.node_config(),
             insecure=self._settings.insecure,
+            health_port=self._settings.supernode_health_port or free_port(),
+            health_interval_s=self._settings.supernode_health_interval_s,
+            startup_grace_s=3 * self._settings.supernode_health_interval_s,
         )
         self.heartbeats = heartbeats = HeartbeatSender(
             self._client,
             self._beat,
             self._reenroll,
             self._settings.heartbeat_interval_s or interval,
+            on_reconnect=self._send_full_status,
         )
         try:
             self.supernode.start()
             heartbeats.start()
+            if self._settings.probe_interval_s > 0:
+                self.capabilities.start()
             self._notifier.ready(self._summary())
             shown = self._summary()
             # The watchdog pings come from this loop, so a stuck loop stops them.
@@ -181,6 +213,7 @@ class Agent:
                     shown = summary
         finally:
             self._notifier.stopping("stopping the SuperNode")
+            self.capabilities.stop()
             heartbeats.stop()
             self.supernode.stop()
             self._activity.set("idle")

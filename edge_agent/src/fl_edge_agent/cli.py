@@ -23,6 +23,7 @@ from fl_edge_agent.errors import (
     AgentConfigError,
     FlAgentError,
 )
+from fl_edge_agent.probe_command import add_probe_arguments, probe_main
 from fl_edge_agent.settings import AgentSettings
 from fl_shared.errors import SettingsError
 from fl_shared.log_setup import configure_logging
@@ -81,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     config_sub.add_parser("check", parents=[common], help="validate the settings and show them")
+    probe = sub.add_parser("probe", help="measure what this device is and can do")
+    add_probe_arguments(probe)
     return parser
 
 
@@ -157,6 +160,8 @@ def _run(settings: AgentSettings) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `fl-edge-agent`."""
     args = _parser().parse_args(argv)
+    if args.command == "probe":
+        return probe_main(args)
     try:
         settings = _load(args)
         if args.command == "config":

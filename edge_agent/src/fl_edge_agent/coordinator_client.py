@@ -8,6 +8,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from fl_edge_agent.errors import CoordinatorRejected, CoordinatorUnreachable
+from fl_shared.capabilities import Capabilities
 from fl_shared.wire import DeviceRegistered, DeviceRegistration, Heartbeat, HeartbeatAck
 
 T = TypeVar("T", bound=BaseModel)
@@ -48,16 +49,24 @@ class CoordinatorClient:
         response = self._post(f"/api/v1/devices/{beat.device_id}/heartbeat", beat.model_dump_json())
         return _parse(HeartbeatAck, response)
 
-    def _post(self, path: str, body: str) -> httpx.Response:
+    def report_capabilities(self, device_id: str, capabilities: Capabilities) -> None:
+        """Send what this device measured about itself."""
+        self._post(
+            f"/api/v1/devices/{device_id}/capabilities",
+            capabilities.model_dump_json(),
+            method="PUT",
+        )
+
+    def _post(self, path: str, body: str, method: str = "POST") -> httpx.Response:
         try:
-            response = self._client.post(
-                path, content=body, headers={"Content-Type": "application/json"}
+            response = self._client.request(
+                method, path, content=body, headers={"Content-Type": "application/json"}
             )
         except httpx.TransportError as exc:
             raise CoordinatorUnreachable(f"{self._client.base_url}: {exc}") from exc
         if response.status_code >= 500:
             raise CoordinatorUnreachable(f"{self._client.base_url} answered {response.status_code}")
-        if response.status_code == 404 and "/heartbeat" in path:
+        if response.status_code == 404 and path.startswith("/api/v1/devices/"):
             raise UnknownDevice(_detail(response))
         if response.status_code >= 400:
             raise CoordinatorRejected(

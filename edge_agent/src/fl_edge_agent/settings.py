@@ -22,6 +22,13 @@ class AgentSettings(FileSettings):
     superlink: str = "127.0.0.1:8000"
     insecure: bool = False
     supernode_port: int = Field(default=9094, ge=1, le=65535)
+    # Flower's gRPC health server of the SuperNode, on 127.0.0.1; 0 picks a free port.
+    supernode_health_port: int = Field(default=0, ge=0, le=65535)
+    # A SuperNode that fails 3 health checks this far apart is hung and gets restarted.
+    supernode_health_interval_s: float = Field(default=10.0, gt=0)
+    # Capabilities are probed at start and re-checked this often (0: never probe).
+    probe_interval_s: float = Field(default=600.0, ge=0)
+    probe_budget_s: float = Field(default=5.0, gt=0)
     data_dir: str = ""
     partition_id: int = Field(default=0, ge=0)
     num_partitions: int = Field(default=1, ge=1)

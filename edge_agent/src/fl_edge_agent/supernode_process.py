@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 import tomli_w
 
+from fl_edge_agent.supernode_health import SuperNodeHealth
 from fl_shared.atomic_write import atomic_write_bytes
 from fl_shared.backoff import Backoff
 from fl_shared.flower_env import flower_env
@@ -17,6 +18,14 @@ from fl_shared.managed_process import ManagedProcess
 from fl_shared.wire import SuperNodeState
 
 log = structlog.get_logger(__name__)
+
+
+class HealthCheck(Protocol):
+    """Anything that can say whether the SuperNode answers."""
+
+    def check(self, timeout_s: float = 2.0) -> bool:
+        """True when healthy."""
+        ...
 
 
 class SuperNodeProcess:
@@ -32,6 +41,11 @@ class SuperNodeProcess:
         insecure: bool,
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
+        health_port: int | None = None,
+        health: HealthCheck | None = None,
+        health_interval_s: float = 10.0,
+        startup_grace_s: float = 30.0,
+        hang_after_failures: int = 3,
     ) -> None:
         self._superlink = superlink
         self._port = port
@@ -44,7 +58,17 @@ class SuperNodeProcess:
         self._restart_at: float | None = None
         self._started_at = 0.0
         self.restarts = 0
+        self.hangs = 0
         self.state: SuperNodeState = "stopped"
+        self._health_port = health_port
+        if health is None and health_port is not None:
+            health = SuperNodeHealth(f"127.0.0.1:{health_port}")
+        self._health = health
+        self._health_interval_s = health_interval_s
+        self._startup_grace_s = startup_grace_s
+        self._hang_after = hang_after_failures
+        self._health_failures = 0
+        self._next_health_at = 0.0
 
     @property
     def node_config_file(self) -> Path:
@@ -67,6 +91,8 @@ class SuperNodeProcess:
             "--node-config",
             str(self.node_config_file),
         ]
+        if self._health_port is not None:
+            argv += ["--health-server-address", f"127.0.0.1:{self._health_port}"]
         if self._insecure:
             argv.append("--insecure")
         return argv
@@ -81,6 +107,8 @@ class SuperNodeProcess:
         self._proc.start()
         self.state = "running"
         self._started_at = self._clock()
+        self._health_failures = 0
+        self._next_health_at = self._started_at + self._startup_grace_s
 
     def check(self) -> None:
         """Call periodically: restarts an exited SuperNode after a backoff."""
@@ -92,10 +120,13 @@ class SuperNodeProcess:
                 log.info("supernode_restart", restarts=self.restarts)
                 self.start()
             return
-        if self._proc is None or self._proc.poll() is None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
             # Running long enough counts as healthy again.
-            if self._proc is not None and now - self._started_at > 60:
+            if now - self._started_at > 60:
                 self._backoff.reset()
+            self._check_health(now)
             return
         code = self._proc.poll()
         # Its superexec and ClientApps may outlive it, holding ports and memory.
@@ -106,10 +137,30 @@ class SuperNodeProcess:
         self.state = "restarting" if code == 0 else "crashed"
         self._restart_at = now + wait
 
+    def _check_health(self, now: float) -> None:
+        if self._health is None or now < self._next_health_at:
+            return
+        self._next_health_at = now + self._health_interval_s
+        if self._health.check():
+            self._health_failures = 0
+            return
+        self._health_failures += 1
+        log.warning("supernode_health_failed", failures=self._health_failures, pid=self.pid)
+        if self._health_failures < self._hang_after or self._proc is None:
+            return
+        self.hangs += 1
+        log.error("supernode_hung", hangs=self.hangs, pid=self.pid)
+        # A stopped or deadlocked process ignores SIGTERM: the grace ends in SIGKILL.
+        self._proc.stop(grace_s=5.0)
+        self.state = "restarting"
+        self._restart_at = now + self._backoff.next_wait()
+
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM the SuperNode (it deactivates itself at once), SIGKILL after the grace."""
         self._restart_at = None
         if self._proc is not None:
             self._proc.stop(grace_s)
             self._proc = None  # a stopped SuperNode is never restarted by check()
+        if isinstance(self._health, SuperNodeHealth):
+            self._health.close()
         self.state = "stopped"

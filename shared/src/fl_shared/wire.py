@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from fl_shared.capabilities import Capabilities
 from fl_shared.catalog import DATASET_NAMES, MODEL_NAMES, PARTITIONER_NAMES
 
 # major.minor: fields are only added within a major version; readers ignore unknown fields.
@@ -57,6 +58,7 @@ class Heartbeat(WireModel):
     device_id: str
     supernode_state: SuperNodeState = "running"
     supernode_restarts: int = 0
+    supernode_hangs: int = 0
     uptime_s: float = 0.0
     agent_version: str = ""
     cpu_percent: float | None = None
@@ -89,6 +91,7 @@ class Device(WireModel):
     online: bool
     supernode_state: str
     last_status: Heartbeat | None = None
+    capabilities: Capabilities | None = None
 
 
 class RunRequest(WireModel):
