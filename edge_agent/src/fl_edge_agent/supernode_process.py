@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import structlog
 import tomli_w
 
+from fl_edge_agent.app_cache import prune_app_cache
 from fl_edge_agent.supernode_health import SuperNodeHealth
 from fl_shared.atomic_write import atomic_write_bytes
 from fl_shared.backoff import Backoff
@@ -18,6 +19,8 @@ from fl_shared.managed_process import ManagedProcess
 from fl_shared.wire import SuperNodeState
 
 log = structlog.get_logger(__name__)
+
+PRUNE_INTERVAL_S = 3600.0
 
 
 class HealthCheck(Protocol):
@@ -57,6 +60,7 @@ class SuperNodeProcess:
         self._proc: ManagedProcess | None = None
         self._restart_at: float | None = None
         self._started_at = 0.0
+        self._next_prune_at = 0.0
         self.restarts = 0
         self.hangs = 0
         self.state: SuperNodeState = "stopped"
@@ -100,6 +104,8 @@ class SuperNodeProcess:
     def start(self) -> None:
         """Write the node config and start the SuperNode."""
         self._home.mkdir(parents=True, exist_ok=True)
+        prune_app_cache(self._home)
+        self._next_prune_at = self._clock() + PRUNE_INTERVAL_S
         atomic_write_bytes(self.node_config_file, tomli_w.dumps(self._node_config).encode())
         self._proc = ManagedProcess(
             "supernode", self.argv(), env=flower_env(self._home), cwd=self._home
@@ -127,6 +133,9 @@ class SuperNodeProcess:
             if now - self._started_at > 60:
                 self._backoff.reset()
             self._check_health(now)
+            if now >= self._next_prune_at:
+                self._next_prune_at = now + PRUNE_INTERVAL_S
+                prune_app_cache(self._home)
             return
         code = self._proc.poll()
         # Its superexec and ClientApps may outlive it, holding ports and memory.
