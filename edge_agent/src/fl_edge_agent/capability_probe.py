@@ -37,7 +37,7 @@ class CapabilityProbe:
         state_dir: Path = Path("/var/lib/fl-edge-agent"),
         coordinator_url: str | None = None,
         model: str = "cnn",
-        budget_s: float = 5.0,
+        budget_s: float = 2.0,
         run: CommandRunner = run_command,
         clock: Callable[[], float] = time.perf_counter,
         benchmark: bool = True,

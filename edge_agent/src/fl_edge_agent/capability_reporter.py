@@ -41,7 +41,7 @@ class CapabilityReporter:
         state_dir: Path,
         coordinator_url: str,
         interval_s: float = 600.0,
-        budget_s: float = 5.0,
+        budget_s: float = 2.0,
         run: ProbeRunner = run_probe_process,
     ) -> None:
         self._client = client

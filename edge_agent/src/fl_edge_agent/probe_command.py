@@ -25,7 +25,7 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coordinator-url", help="measure round-trip time to this coordinator")
     parser.add_argument("--model", default="cnn", help="model for the training-speed benchmark")
     parser.add_argument(
-        "--budget-s", type=float, default=5.0, help="time for all speed benchmarks (5)"
+        "--budget-s", type=float, default=2.0, help="time for all speed benchmarks (2)"
     )
     parser.add_argument("--no-benchmark", action="store_true", help="skip the speed benchmarks")
     parser.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)

@@ -28,7 +28,7 @@ class AgentSettings(FileSettings):
     supernode_health_interval_s: float = Field(default=10.0, gt=0)
     # Capabilities are probed at start and re-checked this often (0: never probe).
     probe_interval_s: float = Field(default=600.0, ge=0)
-    probe_budget_s: float = Field(default=5.0, gt=0)
+    probe_budget_s: float = Field(default=2.0, gt=0)
     data_dir: str = ""
     partition_id: int = Field(default=0, ge=0)
     num_partitions: int = Field(default=1, ge=1)

@@ -1,0 +1,1 @@
+"""bench/plain_app on FastGrid (issue 3 probe)."""
