@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -48,6 +46,7 @@ from typing import Any
 
 import psutil
 
+from bench_machine import machine_info, wait_for_quiet
 from fl_coordinator.local_fleet import LocalFleet, program
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -126,36 +125,6 @@ print(json.dumps(info))
 
 
 # ----------------------------------------------------------------------------- machine
-
-
-def machine_info() -> dict[str, Any]:
-    """What ran the benchmark (package versions read from metadata, nothing imported)."""
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        nproc = int(subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout)
-    except (OSError, ValueError, subprocess.CalledProcessError):
-        nproc = os.cpu_count() or 0
-    versions: dict[str, str | None] = {}
-    for dist in ("flwr", "torch", "httpx", "pydantic", "structlog", "psutil"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {
-        "platform": platform.platform(),
-        "cpu_model": cpu_model,
-        "nproc": nproc,
-        "mem_total_gib": round(psutil.virtual_memory().total / 1024**3, 1),
-        "python": platform.python_version(),
-        "packages": versions,
-    }
 
 
 def source_info() -> dict[str, Any]:
@@ -275,38 +244,6 @@ def _system_cpu() -> tuple[float, float]:
     times = psutil.cpu_times()
     idle = times.idle + getattr(times, "iowait", 0.0)
     return sum(times), idle
-
-
-def cpu_busy(interval_s: float = 2.0) -> float:
-    """Fraction of all CPUs busy over ``interval_s`` (0..1)."""
-    total0, idle0 = _system_cpu()
-    time.sleep(interval_s)
-    total1, idle1 = _system_cpu()
-    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1e-9)
-
-
-def wait_for_quiet(max_wait_s: float, busy_limit: float = 0.25) -> dict[str, Any]:
-    """Wait (bounded) until no other Flower process runs and the CPUs are mostly idle."""
-    started = time.monotonic()
-    deadline = started + max_wait_s
-    warned = False
-    while True:
-        foreign = flower_processes(own_pids())
-        busy = cpu_busy()
-        if (not foreign and busy < busy_limit) or time.monotonic() >= deadline:
-            break
-        if not warned:
-            print(
-                f"  waiting up to {max_wait_s:.0f} s for a quiet machine (cpu busy {busy:.0%}, "
-                f"{len(foreign)} other Flower/platform processes) ...",
-                flush=True,
-            )
-            warned = True
-    return {
-        "waited_for_quiet_s": round(time.monotonic() - started, 1),
-        "cpu_busy_before": round(busy, 3),
-        "foreign_flower_processes_before": foreign,
-    }
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -754,7 +691,7 @@ def print_report(result: dict[str, Any]) -> None:
         shown = _fmt(value, ".2f") if value is not None else "n/a"
         print(f"{name:<38} {shown:>10} {goal:>8.1f}  {verdict(value, goal)}")
     quiet = result["quiet"]
-    foreign = quiet["foreign_flower_processes_before"] + window["foreign_flower_processes_during"]
+    foreign = quiet["foreign_processes_before"] + window["foreign_flower_processes_during"]
     print(
         "other Flower/platform processes before/during the window: "
         + (", ".join(sorted(set(foreign))) if foreign else "none")
@@ -811,10 +748,12 @@ def main(argv: list[str] | None = None) -> int:
     error: str | None = None
     try:
         print("checking for a quiet machine ...", flush=True)
-        result["quiet"] = quiet = wait_for_quiet(args.wait_quiet)
+        result["quiet"] = quiet = wait_for_quiet(
+            lambda: flower_processes(own_pids()), args.wait_quiet
+        )
         print(
             f"  other Flower/platform processes: "
-            f"{', '.join(quiet['foreign_flower_processes_before']) or 'none'}; "
+            f"{', '.join(quiet['foreign_processes_before']) or 'none'}; "
             f"cpu busy {quiet['cpu_busy_before']:.0%}",
             flush=True,
         )
@@ -855,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
             other_busy = window["system_cpu_busy_during"] - fleet_cpu / (os.cpu_count() or 1)
             window["other_cpu_busy_during"] = round(other_busy, 3)
             result["disturbed"] = bool(
-                quiet["foreign_flower_processes_before"]
+                quiet["foreign_processes_before"]
                 or window["foreign_flower_processes_during"]
                 or other_busy >= 0.25
             )

@@ -25,10 +25,8 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from bench_machine import machine_info, wait_for_quiet
 from fl_coordinator.local_fleet import free_port, program
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -172,84 +171,6 @@ def wait_own_gone(timeout_s: float = 30.0) -> tuple[list[str], float]:
     while flower_processes()[1] and time.monotonic() - started < timeout_s:
         time.sleep(0.2)
     return leftover, time.monotonic() - started
-
-
-def _cpu_times() -> tuple[int, int]:
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields), idle
-
-
-def cpu_busy(interval_s: float = 2.0) -> float:
-    """Fraction of all CPUs busy over ``interval_s`` (0..1)."""
-    total0, idle0 = _cpu_times()
-    time.sleep(interval_s)
-    total1, idle1 = _cpu_times()
-    total = max(total1 - total0, 1)
-    return 1.0 - (idle1 - idle0) / total
-
-
-def wait_for_quiet(max_wait_s: float, busy_limit: float = 0.25) -> dict[str, Any]:
-    """Wait (bounded) until no foreign Flower process runs and the CPUs are mostly idle.
-
-    The machine may be shared; what was found is recorded with the run.
-    """
-    deadline = time.monotonic() + max_wait_s
-    waited = time.monotonic()
-    warned = False
-    while True:
-        foreign = foreign_processes()
-        busy = cpu_busy()
-        if (not foreign and busy < busy_limit) or time.monotonic() >= deadline:
-            break
-        if not warned:
-            print(
-                f"  waiting for a quiet machine (cpu busy {busy:.0%}, "
-                f"{len(foreign)} other Flower/platform processes) ...",
-                flush=True,
-            )
-            warned = True
-    return {
-        "waited_for_quiet_s": time.monotonic() - waited,
-        "cpu_busy_before": busy,
-        "foreign_processes_before": foreign,
-    }
-
-
-def machine_info() -> dict[str, Any]:
-    """What ran the benchmark."""
-    import flwr
-    import torch
-
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_total_kib = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_total_kib = int(line.split()[1])
-                break
-    except OSError:
-        pass
-    try:
-        nproc = int(subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout)
-    except (OSError, ValueError, subprocess.CalledProcessError):
-        nproc = os.cpu_count() or 0
-    return {
-        "platform": platform.platform(),
-        "cpu_model": cpu_model,
-        "nproc": nproc,
-        "mem_total_gib": round(mem_total_kib / 1024**2, 1),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "flwr": flwr.__version__,
-    }
 
 
 # ----------------------------------------------------------------------------- (a) plain
@@ -556,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                 workdir = base / f"{variant}-{repeat}"
                 workdir.mkdir(parents=True)
                 print(f"[{repeat + 1}/{args.repeat}] {variant} ... (logs: {workdir})", flush=True)
-                quiet = wait_for_quiet(args.wait_quiet)
+                quiet = wait_for_quiet(foreign_processes, args.wait_quiet)
                 with ForeignWatch() as watch:
                     result = fn(workdir)
                 leftover, lingered_s = wait_own_gone()
