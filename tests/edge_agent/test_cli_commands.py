@@ -75,6 +75,6 @@ def test_status_of_a_dead_agent_and_of_none(tmp_path: Path) -> None:
     result = _agent("status", "--insecure", "--state-dir", str(tmp_path))
     assert result.returncode == 1 and "NOT running" in result.stdout
 
-    empty = _agent("status", "--insecure", "--state-dir", str(tmp_path / "nothing"))
+    empty = _agent("status", "--state-dir", str(tmp_path / "nothing"))  # no TLS question here
     assert empty.returncode == 1
     assert empty.stderr.count("\n") == 1 and "--state-dir" in empty.stderr

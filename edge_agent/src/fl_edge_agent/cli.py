@@ -92,7 +92,8 @@ def _load(args: argparse.Namespace) -> AgentSettings:
     if config is None and DEFAULT_CONFIG.exists():
         config = DEFAULT_CONFIG
     settings = AgentSettings.load(config, "agent", **{k: getattr(args, k) for k in SETTING_FLAGS})
-    if not settings.insecure:
+    # `status` only reads a local file; `run` and `config check` judge the transport.
+    if args.command != "status" and not settings.insecure:
         raise AgentConfigError(
             "TLS is not configured: this release talks plain HTTP only; set "
             "insecure = true (or pass --insecure) to accept that on a trusted network"
