@@ -15,6 +15,7 @@ from pathlib import Path
 import structlog
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_TRACEBACK_START = "Traceback (most recent call last):"
 
 
 class ManagedProcess:
@@ -80,11 +81,30 @@ class ManagedProcess:
 
     def _forward(self, proc: subprocess.Popen[str]) -> None:  # text mode: see start()
         assert proc.stdout is not None  # set by Popen(stdout=PIPE)
+        traceback: list[str] = []
         for raw in proc.stdout:
             line = _ANSI.sub("", raw).rstrip()
-            if line:
-                self._tail.append(line)
+            if not line:
+                continue
+            self._tail.append(line)
+            # A Python traceback (e.g. a failing ClientApp's) becomes one event, not twenty.
+            if line.startswith(_TRACEBACK_START):
+                self._flush_traceback(proc.pid, traceback)
+                traceback.append(line)
+            elif traceback:
+                traceback.append(line)
+                if not line.startswith((" ", "\t")):  # the exception line ends it
+                    self._flush_traceback(proc.pid, traceback)
+            else:
                 self._log.info("process_output", pid=proc.pid, line=line)
+        self._flush_traceback(proc.pid, traceback)
+
+    def _flush_traceback(self, pid: int, lines: list[str]) -> None:
+        if lines:
+            self._log.error(
+                "process_traceback", pid=pid, error=lines[-1], traceback="\n".join(lines)
+            )
+            lines.clear()
 
     def poll(self) -> int | None:
         """The exit status if the child has ended, else None."""
