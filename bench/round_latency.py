@@ -176,6 +176,47 @@ def wait_own_gone(timeout_s: float = 30.0) -> tuple[list[str], float]:
 # ----------------------------------------------------------------------------- (a) plain
 
 
+def start_bare_superlink(
+    workdir: Path, port: int, procs: list[Any], extra_env: dict[str, str] | None = None
+) -> None:
+    """Start a bare `flower-superlink` on 127.0.0.1:``port``; return once it is healthy.
+
+    The process is appended to ``procs`` first, so the caller stops it also on failure.
+    """
+    from fl_shared.flower_env import flower_env
+    from fl_shared.managed_process import ManagedProcess
+
+    home = workdir / "superlink-home"
+    home.mkdir(parents=True)
+    superlink = ManagedProcess(
+        "superlink",
+        [
+            program("flower-superlink"),
+            "--insecure",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--disable-runtime-dependency-installation",
+            "--database",
+            str(workdir / "superlink.db"),
+        ],
+        env={**flower_env(home), **(extra_env or {})},
+        cwd=home,
+        log_file=workdir / "logs" / "superlink.log",
+    )
+    procs.append(superlink)
+    superlink.start()
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, READY_TIMEOUT_S, "waiting for the SuperLink", procs)
+
+
 def run_plain(workdir: Path) -> dict[str, Any]:
     """One run of bench/plain_app on a bare SuperLink and two bare SuperNodes."""
     from flwr.cli.build import build_fab_from_disk
@@ -198,35 +239,7 @@ def run_plain(workdir: Path) -> dict[str, Any]:
     procs: list[ManagedProcess] = []
     client: ControlHttpClient | None = None
     try:
-        home = workdir / "superlink-home"
-        home.mkdir(parents=True)
-        superlink = ManagedProcess(
-            "superlink",
-            [
-                program("flower-superlink"),
-                "--insecure",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--disable-runtime-dependency-installation",
-                "--database",
-                str(workdir / "superlink.db"),
-            ],
-            env=flower_env(home),
-            cwd=home,
-            log_file=logs / "superlink.log",
-        )
-        procs.append(superlink)
-        superlink.start()
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"http://{address}/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, READY_TIMEOUT_S, "waiting for the SuperLink", procs)
+        start_bare_superlink(workdir, port, procs)
 
         for i in range(NUM_DEVICES):
             node_home = workdir / f"supernode-{i}-home"

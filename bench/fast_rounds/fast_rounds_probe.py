@@ -38,6 +38,7 @@ from round_latency import (  # noqa: E402
     RUN_TIMEOUT_S,
     BenchError,
     latency_metrics,
+    start_bare_superlink,
     wait_until,
 )
 
@@ -80,38 +81,8 @@ def run_variant(workdir: Path, variant: str) -> dict[str, Any]:
     procs: list[ManagedProcess] = []
     client: ControlHttpClient | None = None
     try:
-        home = workdir / "superlink-home"
-        home.mkdir(parents=True)
-        env = flower_env(home)
-        if variant != "plain":
-            env["FLWR_SUPEREXEC_TASK_POLL_INTERVAL"] = "0.05"
-        superlink = ManagedProcess(
-            "superlink",
-            [
-                program("flower-superlink"),
-                "--insecure",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--disable-runtime-dependency-installation",
-                "--database",
-                str(workdir / "superlink.db"),
-            ],
-            env=env,
-            cwd=home,
-            log_file=logs / "superlink.log",
-        )
-        procs.append(superlink)
-        superlink.start()
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"http://{address}/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, READY_TIMEOUT_S, "waiting for the SuperLink", procs)
+        fast_env = {} if variant == "plain" else {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.05"}
+        start_bare_superlink(workdir, port, procs, fast_env)
 
         for i in range(NUM_DEVICES):
             node_home = workdir / f"supernode-{i}-home"
