@@ -81,8 +81,14 @@ def rss():
 def tops():
     return {m.split(".")[0] for m in sys.modules}
 steps = [{"step": "python (bare interpreter)", "rss": rss(), "new_packages": []}]
+try:  # what the `fl-edge-agent` console script does first, where it exists
+    from fl_edge_agent.launcher import keep_console_extras_out
+except ImportError:
+    pass
+else:
+    kept_out = ", ".join(keep_console_extras_out()) or "nothing"
+    steps.append({"step": f"+ launcher (keeps out {kept_out})", "rss": rss(), "new_packages": []})
 ladder = [
-    ("psutil", ["psutil"]),
     ("structlog", ["structlog"]),
     ("httpx", ["httpx"]),
     ("pydantic", ["pydantic"]),
@@ -102,11 +108,12 @@ for name, modules in ladder:
     own = {m.split(".")[0] for m in modules}
     new = sorted(tops() - before - set(sys.stdlib_module_names) - own)
     steps.append({"step": "+ " + name, "rss": rss(), "new_packages": new})
-import httpx
-client = httpx.Client()
-step = "+ httpx.Client() (SSL context, CA bundle)"
+from fl_edge_agent.coordinator_client import CoordinatorClient
+client = CoordinatorClient("http://127.0.0.1:9")
+step = "+ CoordinatorClient (httpx.Client, http://)"
 steps.append({"step": step, "rss": rss(), "new_packages": []})
-heavy = sorted(m for m in ("torch", "numpy", "flwr", "grpc", "onnxruntime") if m in sys.modules)
+heavy_names = ("torch", "numpy", "flwr", "grpc", "onnxruntime", "rich", "pygments", "click")
+heavy = sorted(m for m in heavy_names if sys.modules.get(m) is not None)
 print(json.dumps({"steps": steps, "heavy_modules_loaded": heavy, "modules": len(sys.modules)}))
 """
 

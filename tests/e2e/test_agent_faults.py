@@ -81,6 +81,24 @@ def test_killed_supernode_is_restarted_and_reported(fleet: LocalFleet) -> None:
     assert _agent_status(state_dir)["supernode_pid"] not in (None, first)
 
 
+def test_killed_warm_runtime_is_restarted_and_reported(fleet: LocalFleet) -> None:
+    state_dir = fleet.state_dir / "agent-0"
+    status = _agent_status(state_dir)
+    assert status["clientapp_runtime"] == "warm"
+    first = status["runtime_pid"]
+    os.kill(first, signal.SIGKILL)
+    _wait_for(
+        lambda: (
+            (_device(fleet)["last_status"] or {}).get("runtime_restarts") == 1
+            and _device(fleet)["last_status"]["runtime_state"] == "running"
+        ),
+        60,
+        "the runtime's restart to show in a heartbeat",
+    )
+    assert _agent_status(state_dir)["runtime_pid"] not in (None, first)
+    assert _device(fleet)["last_status"]["supernode_restarts"] == 0  # the SuperNode kept running
+
+
 def test_hung_supernode_is_detected_and_restarted(fleet: LocalFleet) -> None:
     state_dir = fleet.state_dir / "agent-0"
     hung = _agent_status(state_dir)["supernode_pid"]
@@ -125,5 +143,8 @@ def test_agent_reconnects_within_one_backoff_step_after_an_outage(
     assert status["supernode_state"] == "running"
 
     # SIGTERM: a clean exit and nothing left behind on this device.
+    children = leftover_processes(str(fleet.state_dir / "agent-0"))
+    status_now = _agent_status(fleet.state_dir / "agent-0")
+    assert {status_now["supernode_pid"], status_now["runtime_pid"]} <= set(children)
     assert agent.stop(grace_s=15) == 0
     assert leftover_processes(str(fleet.state_dir / "agent-0")) == []

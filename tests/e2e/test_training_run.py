@@ -35,8 +35,9 @@ def wait_run(fleet: LocalFleet, run_id: int, timeout_s: float = 240.0) -> dict[s
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
     with LocalFleet(tmp_path_factory.mktemp("fleet")) as fleet:
         fleet.start_coordinator()
-        fleet.start_agent(0, 2)
-        fleet.start_agent(1, 2)
+        fleet.start_agent(0, 2)  # the default: a warm ClientApp runtime
+        # A mixed fleet: this one runs Flower's own fresh ClientApp process per message.
+        fleet.start_agent(1, 2, env={"FL_AGENT_CLIENTAPP_RUNTIME": "isolated"})
         fleet.wait_devices_online(2)
         yield fleet
 
@@ -60,8 +61,11 @@ def test_two_agents_train_digits_to_completion(fleet: LocalFleet) -> None:
     assert rounds[2]["eval_accuracy"] > rounds[0]["eval_accuracy"] + 0.2
     assert run["final_accuracy"] == rounds[2]["eval_accuracy"]
 
-    devices = {d["device_id"] for d in httpx.get(f"{fleet.api_url}/api/v1/devices").json()}
+    listed = httpx.get(f"{fleet.api_url}/api/v1/devices").json()
+    devices = {d["device_id"] for d in listed}
     assert len(devices) == 2
+    runtimes = {d["name"]: d["last_status"]["clientapp_runtime"] for d in listed}
+    assert sorted(runtimes.values()) == ["isolated", "warm"], runtimes
     for number in (1, 2):
         trained = rounds[number]["devices"]
         assert {d["device_id"] for d in trained} == devices  # both devices trained each round

@@ -265,6 +265,7 @@ class FakeSuperNode:
         self.restarts = 0
         self.hangs = 0
         self.pid: int | None = None
+        self.warm_runtime: Any = None
         self.calls: list[str] = []
         FakeSuperNode.instances.append(self)
 
@@ -337,6 +338,7 @@ def test_run_starts_supernode_beats_and_stops_cleanly(
     assert supernode.calls[-1] == "stop"
     assert supernode.kwargs["superlink"] == "10.0.0.1:9092"
     assert supernode.kwargs["insecure"] is True
+    assert supernode.kwargs["runtime"] == "warm"  # the default ClientApp runtime
     assert supernode.kwargs["state_dir"] == tmp_path
     assert supernode.kwargs["node_config"]["device-id"] == "dev-run"
     assert beats[0]["device_id"] == "dev-run"

@@ -204,7 +204,8 @@ def test_importing_the_probe_loads_no_torch_onnx_or_numpy() -> None:
     import sys
 
     code = (
-        "import fl_shared.capabilities, fl_edge_agent.probe_command, sys; "
+        "import fl_shared.capabilities, fl_edge_agent.capability_probe, "
+        "fl_edge_agent.probe_command, sys; "
         "print(' '.join(sorted(sys.modules)))"
     )
     out = subprocess.run(

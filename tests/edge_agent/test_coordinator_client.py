@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from fl_edge_agent.coordinator_client import CoordinatorClient, UnknownDevice
+from fl_edge_agent.coordinator_client import CoordinatorClient, UnknownDevice, _tls
 from fl_edge_agent.errors import CoordinatorRejected, CoordinatorUnreachable
 from fl_shared.wire import WIRE_VERSION, DeviceRegistered, DeviceRegistration, Heartbeat
 
@@ -238,3 +239,15 @@ def test_4xx_with_json_array_body_raises_rejected() -> None:
     finally:
         client.close()
     assert "403" in str(info.value)
+
+
+def test_plain_http_client_loads_no_ca_bundle_and_would_refuse_any_tls_peer() -> None:
+    context = _tls(BASE)
+    assert isinstance(context, ssl.SSLContext)
+    assert context.cert_store_stats()["x509_ca"] == 0  # certifi's bundle is not loaded
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+
+
+def test_https_client_keeps_httpx_default_verification() -> None:
+    assert _tls("https://coordinator.example:8443") is True

@@ -173,3 +173,17 @@ def test_bad_toml_is_a_settings_error_naming_the_file(tmp_path: Path) -> None:
 def test_missing_file_is_a_settings_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"absent\.toml"):
         AgentSettings.load(tmp_path / "absent.toml", "agent")
+
+
+def test_clientapp_runtime_defaults_to_warm_and_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert AgentSettings.load(None, "agent").clientapp_runtime == "warm"
+    monkeypatch.setenv("FL_AGENT_CLIENTAPP_RUNTIME", "isolated")
+    assert AgentSettings.load(None, "agent").clientapp_runtime == "isolated"
+    monkeypatch.setenv("FL_AGENT_CLIENTAPP_RUNTIME", "hot")
+    with pytest.raises(SettingsError) as info:
+        AgentSettings.load(None, "agent")
+    message = str(info.value)
+    assert message.startswith("invalid setting clientapp_runtime: ")
+    assert "'warm'" in message and "'isolated'" in message  # the fix: the allowed values

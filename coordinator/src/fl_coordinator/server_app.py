@@ -9,7 +9,9 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
+from fl_coordinator.device_wake_up import wake_up_devices
 from fl_coordinator.errors import NotEnoughDevices
+from fl_coordinator.fast_grid import FastGrid
 from fl_coordinator.fleet_strategy import FleetFedAvg, wait_for_nodes
 from fl_coordinator.model_store import ModelStore
 from fl_coordinator.round_recorder import RoundRecorder
@@ -19,6 +21,8 @@ from fl_shared.errors import DatasetUnavailableError
 from fl_shared.models import create_model
 
 NUM_CLASSES = 10
+# How long a run waits for its devices to answer the wake-up query before round 1.
+WAKE_UP_TIMEOUT_S = 15.0
 
 app = ServerApp()
 log = structlog.get_logger(__name__)
@@ -51,7 +55,9 @@ def _train(grid: Grid, context: Context, reporter: RunReporter) -> float | None:
     wait_timeout = float(cfg["device-wait-timeout"])
     architecture = str(cfg["model"])
     reporter.status("running", f"waiting for {min_devices} devices")
-    wait_for_nodes(grid, min_devices, wait_timeout)
+    node_ids = wait_for_nodes(grid, min_devices, wait_timeout)
+    grid = FastGrid(grid)
+    wake_up_devices(grid, node_ids, min(WAKE_UP_TIMEOUT_S, wait_timeout))
     reporter.status("running", "training")
 
     torch.manual_seed(int(cfg["seed"]))

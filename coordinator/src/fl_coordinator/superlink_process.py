@@ -14,6 +14,8 @@ from fl_shared.backoff import Backoff
 from fl_shared.flower_env import flower_env
 from fl_shared.managed_process import ManagedProcess
 
+SUPEREXEC_POLL_S = "0.25"
+
 log = structlog.get_logger(__name__)
 
 
@@ -69,9 +71,10 @@ class SuperLinkProcess:
 
     def _spawn(self) -> None:
         with self._lock:
-            self._proc = ManagedProcess(
-                "superlink", self._argv(), env=flower_env(self._home), cwd=self._home
-            )
+            env = flower_env(self._home)
+            # Its flower-superexec looks for a ServerApp to start every 1 s by default.
+            env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", SUPEREXEC_POLL_S)
+            self._proc = ManagedProcess("superlink", self._argv(), env=env, cwd=self._home)
             self._proc.start()
 
     def wait_healthy(self, timeout_s: float) -> None:

@@ -106,6 +106,7 @@ class Agent:
     def _beat(self) -> Heartbeat:
         assert self.device_id is not None
         supernode = self.supernode
+        warm = supernode.warm_runtime if supernode else None
         load = self._load.sample()
         self._write_status()
         return Heartbeat(
@@ -113,6 +114,9 @@ class Agent:
             supernode_state=supernode.state if supernode else "starting",
             supernode_restarts=supernode.restarts if supernode else 0,
             supernode_hangs=supernode.hangs if supernode else 0,
+            clientapp_runtime=self._settings.clientapp_runtime,
+            runtime_state=warm.state if warm else None,
+            runtime_restarts=warm.restarts if warm else 0,
             uptime_s=round(time.monotonic() - self._started, 1),
             agent_version=__version__,
             cpu_percent=load.cpu_percent,
@@ -141,10 +145,14 @@ class Agent:
         supernode = self.supernode
         state = supernode.state if supernode else "starting"
         restarts = f", {supernode.restarts} restarts" if supernode and supernode.restarts else ""
+        warm = supernode.warm_runtime if supernode else None
+        if warm is not None and warm.state != "running":
+            restarts += f"; ClientApp runtime {warm.state}"
         return f"device {self.device_id}: SuperNode {state}{restarts}; {self._activity.read()}"
 
     def _write_status(self) -> None:
         supernode, beats = self.supernode, self.heartbeats
+        warm = supernode.warm_runtime if supernode else None
         write_status(
             self._settings.state_dir,
             AgentStatus(
@@ -156,6 +164,9 @@ class Agent:
                 supernode_state=supernode.state if supernode else "starting",
                 supernode_restarts=supernode.restarts if supernode else 0,
                 supernode_pid=supernode.pid if supernode else None,
+                clientapp_runtime=self._settings.clientapp_runtime,
+                runtime_state=warm.state if warm else None,
+                runtime_pid=warm.pid if warm else None,
                 activity=self._activity.read(),
                 last_heartbeat_ack_at=beats.last_contact_at if beats else None,
                 last_error=beats.last_error if beats else None,
@@ -189,6 +200,7 @@ class Agent:
             health_port=self._settings.supernode_health_port or free_port(),
             health_interval_s=self._settings.supernode_health_interval_s,
             startup_grace_s=3 * self._settings.supernode_health_interval_s,
+            runtime=self._settings.clientapp_runtime,
         )
         self.heartbeats = heartbeats = HeartbeatSender(
             self._client,

@@ -24,6 +24,9 @@ class AgentStatus(BaseModel):
     supernode_state: str
     supernode_restarts: int
     supernode_pid: int | None
+    clientapp_runtime: str = "isolated"
+    runtime_state: str | None = None
+    runtime_pid: int | None = None
     activity: str
     last_heartbeat_ack_at: datetime | None
     last_error: str | None

@@ -14,7 +14,7 @@ import structlog
 
 from fl_edge_agent import __version__
 from fl_edge_agent.agent import Agent
-from fl_edge_agent.agent_status import read_status
+from fl_edge_agent.agent_status import AgentStatus, read_status
 from fl_edge_agent.coordinator_client import CoordinatorClient
 from fl_edge_agent.errors import (
     EXIT_CONFIG,
@@ -128,6 +128,7 @@ def _status(settings: AgentSettings, as_json: bool) -> int:
         ("registered", "yes" if status.registered else "no"),
         ("coordinator", status.coordinator_url),
         ("supernode", f"{status.supernode_state}, {status.supernode_restarts} restarts"),
+        ("clientapp runtime", _runtime_line(status)),
         ("activity", status.activity),
         ("last heartbeat acknowledged", ack.isoformat(timespec="seconds") if ack else "never"),
         ("last error", status.last_error or "-"),
@@ -137,6 +138,12 @@ def _status(settings: AgentSettings, as_json: bool) -> int:
     for key, value in lines:
         print(f"{key.ljust(width)}  {value}")
     return EXIT_OK if live else EXIT_FAILURE
+
+
+def _runtime_line(status: AgentStatus) -> str:
+    if status.clientapp_runtime != "warm":
+        return f"{status.clientapp_runtime} (a Flower process per message)"
+    return f"warm, {status.runtime_state or 'not started'} (pid {status.runtime_pid or '-'})"
 
 
 def _run(settings: AgentSettings) -> int:

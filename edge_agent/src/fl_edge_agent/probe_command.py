@@ -7,7 +7,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fl_edge_agent.capability_probe import CapabilityProbe
 from fl_edge_agent.errors import EXIT_CONFIG, EXIT_OK
 from fl_edge_agent.settings import AgentSettings
 from fl_shared.capabilities import Capabilities
@@ -62,6 +61,10 @@ def probe_main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     if options.budget_s <= 0:
         print("fl-edge-agent: --budget-s must be > 0", file=sys.stderr)
         return EXIT_CONFIG
+    # Imported here: the daemon builds this subcommand's parser, but only a probe process
+    # needs the probe modules (~0.3 MB it would otherwise carry; docs/benchmarks.md).
+    from fl_edge_agent.capability_probe import CapabilityProbe
+
     caps = CapabilityProbe(
         root=options.root,
         state_dir=settings.state_dir,

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from fl_shared.file_settings import FileSettings
+from fl_shared.wire import ClientAppRuntime
 
 
 class AgentSettings(FileSettings):
@@ -22,6 +23,10 @@ class AgentSettings(FileSettings):
     superlink: str = "127.0.0.1:8000"
     insecure: bool = False
     supernode_port: int = Field(default=9094, ge=1, le=65535)
+    # "warm": one resident ClientApp runtime keeps torch, the app and the data loaded across
+    # messages (fast rounds); "isolated": Flower's fresh process per message (less memory
+    # between runs, full isolation).
+    clientapp_runtime: ClientAppRuntime = "warm"
     # Flower's gRPC health server of the SuperNode, on 127.0.0.1; 0 picks a free port.
     supernode_health_port: int = Field(default=0, ge=0, le=65535)
     # A SuperNode that fails 3 health checks this far apart is hung and gets restarted.

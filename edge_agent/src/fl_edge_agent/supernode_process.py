@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,11 +13,12 @@ import tomli_w
 
 from fl_edge_agent.app_cache import prune_app_cache
 from fl_edge_agent.supernode_health import SuperNodeHealth
+from fl_edge_agent.warm_runtime_process import WarmRuntimeProcess
 from fl_shared.atomic_write import atomic_write_bytes
 from fl_shared.backoff import Backoff
 from fl_shared.flower_env import flower_env
 from fl_shared.managed_process import ManagedProcess
-from fl_shared.wire import SuperNodeState
+from fl_shared.wire import ClientAppRuntime, SuperNodeState
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +51,7 @@ class SuperNodeProcess:
         health_interval_s: float = 10.0,
         startup_grace_s: float = 30.0,
         hang_after_failures: int = 3,
+        runtime: ClientAppRuntime = "isolated",
     ) -> None:
         self._superlink = superlink
         self._port = port
@@ -73,6 +76,13 @@ class SuperNodeProcess:
         self._hang_after = hang_after_failures
         self._health_failures = 0
         self._next_health_at = 0.0
+        self.runtime: ClientAppRuntime = runtime
+        # "warm": our own ClientApp runtime takes the place of Flower's per-message processes.
+        self.warm_runtime = (
+            WarmRuntimeProcess(runtime_api_port=port, home=self._home, clock=clock)
+            if runtime == "warm"
+            else None
+        )
 
     @property
     def node_config_file(self) -> Path:
@@ -85,9 +95,12 @@ class SuperNodeProcess:
         return self._proc.pid if self._proc else None
 
     def argv(self) -> list[str]:
-        """The SuperNode command line."""
+        """The SuperNode command line (warm runtime: with adaptive polls, process isolation)."""
+        head = ["flower-supernode"]
+        if self.warm_runtime is not None:
+            head = [sys.executable, "-m", "fl_edge_agent.fast_supernode"]
         argv = [
-            "flower-supernode",
+            *head,
             "--superlink",
             self._superlink,
             "--port",
@@ -99,6 +112,8 @@ class SuperNodeProcess:
             argv += ["--health-server-address", f"127.0.0.1:{self._health_port}"]
         if self._insecure:
             argv.append("--insecure")
+        if self.warm_runtime is not None:
+            argv += ["--isolation", "process"]
         return argv
 
     def start(self) -> None:
@@ -115,9 +130,13 @@ class SuperNodeProcess:
         self._started_at = self._clock()
         self._health_failures = 0
         self._next_health_at = self._started_at + self._startup_grace_s
+        if self.warm_runtime is not None and self.warm_runtime.state == "stopped":
+            self.warm_runtime.start()  # it waits for the SuperNode's Runtime API by itself
 
     def check(self) -> None:
-        """Call periodically: restarts an exited SuperNode after a backoff."""
+        """Call periodically: restarts an exited SuperNode (or warm runtime) after a backoff."""
+        if self.warm_runtime is not None and self.warm_runtime.state != "stopped":
+            self.warm_runtime.check()
         now = self._clock()
         if self._restart_at is not None:
             if now >= self._restart_at:
@@ -165,8 +184,10 @@ class SuperNodeProcess:
         self._restart_at = now + self._backoff.next_wait()
 
     def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM the SuperNode (it deactivates itself at once), SIGKILL after the grace."""
+        """SIGTERM the runtime and the SuperNode (it deactivates itself), SIGKILL after grace."""
         self._restart_at = None
+        if self.warm_runtime is not None:
+            self.warm_runtime.stop(grace_s)
         if self._proc is not None:
             self._proc.stop(grace_s)
             self._proc = None  # a stopped SuperNode is never restarted by check()

@@ -11,12 +11,15 @@ from fl_shared.capabilities import Capabilities
 from fl_shared.catalog import DATASET_NAMES, MODEL_NAMES, PARTITIONER_NAMES
 
 # major.minor: fields are only added within a major version; readers ignore unknown fields.
-WIRE_VERSION = "1.0"
+WIRE_VERSION = "1.1"
 WIRE_MAJOR = 1
 
 RunStatus = Literal["pending", "starting", "running", "completed", "failed", "stopped"]
 TERMINAL_RUN_STATUSES: frozenset[str] = frozenset({"completed", "failed", "stopped"})
 SuperNodeState = Literal["starting", "running", "restarting", "crashed", "stopped"]
+# How a device runs its ClientApp: "warm" (one resident runtime, fast rounds) or "isolated"
+# (Flower's own fresh process per message).
+ClientAppRuntime = Literal["warm", "isolated"]
 
 
 class WireModel(BaseModel):
@@ -59,6 +62,10 @@ class Heartbeat(WireModel):
     supernode_state: SuperNodeState = "running"
     supernode_restarts: int = 0
     supernode_hangs: int = 0
+    # Since wire 1.1: the ClientApp runtime, and the state of the warm one when it is used.
+    clientapp_runtime: ClientAppRuntime | None = None
+    runtime_state: SuperNodeState | None = None
+    runtime_restarts: int = 0
     uptime_s: float = 0.0
     agent_version: str = ""
     cpu_percent: float | None = None

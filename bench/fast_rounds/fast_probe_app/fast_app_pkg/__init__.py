@@ -1,1 +1,0 @@
-"""bench/plain_app on FastGrid (issue 3 probe)."""

@@ -1,0 +1,102 @@
+"""WarmRuntimeProcess: supervises the warm ClientApp runtime that serves one SuperNode."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from fl_shared.backoff import Backoff
+from fl_shared.flower_env import flower_env
+from fl_shared.managed_process import ManagedProcess
+from fl_shared.wire import SuperNodeState
+
+log = structlog.get_logger(__name__)
+
+HEALTHY_AFTER_S = 60.0
+
+
+class WarmRuntimeProcess:
+    """One ``python -m fl_edge_agent.warm_runtime`` child, restarted with backoff when it exits.
+
+    It shares the SuperNode's FLWR_HOME (the FABs it installs land in the same bounded app
+    cache) and needs nothing else from it: while the SuperNode is down it retries by itself.
+    """
+
+    def __init__(
+        self,
+        *,
+        runtime_api_port: int,
+        home: Path,
+        clock: Callable[[], float] = time.monotonic,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._port = runtime_api_port
+        self._home = home
+        self._clock = clock
+        self._backoff = backoff or Backoff(base_s=1.0, cap_s=60.0)
+        self._proc: ManagedProcess | None = None
+        self._restart_at: float | None = None
+        self._started_at = 0.0
+        self.restarts = 0
+        self.state: SuperNodeState = "stopped"
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running runtime."""
+        return self._proc.pid if self._proc else None
+
+    def argv(self) -> list[str]:
+        """The runtime's command line: this interpreter, so it sees the agent's packages."""
+        return [
+            sys.executable,
+            "-m",
+            "fl_edge_agent.warm_runtime",
+            "--runtime-api-address",
+            f"127.0.0.1:{self._port}",
+            "--flwr-home",
+            str(self._home),
+        ]
+
+    def start(self) -> None:
+        """Start the runtime child."""
+        self._proc = ManagedProcess(
+            "clientapp-runtime", self.argv(), env=flower_env(self._home), cwd=self._home
+        )
+        self._proc.start()
+        self.state = "running"
+        self._started_at = self._clock()
+
+    def check(self) -> None:
+        """Call periodically: restarts an exited runtime after a backoff."""
+        now = self._clock()
+        if self._restart_at is not None:
+            if now >= self._restart_at:
+                self._restart_at = None
+                self.restarts += 1
+                log.info("clientapp_runtime_restart", restarts=self.restarts)
+                self.start()
+            return
+        if self._proc is None:
+            return
+        code = self._proc.poll()
+        if code is None:
+            if now - self._started_at > HEALTHY_AFTER_S:
+                self._backoff.reset()
+            return
+        self._proc.stop(grace_s=0)
+        wait = self._backoff.next_wait()
+        log.warning("clientapp_runtime_exited", returncode=code, restart_in_s=round(wait, 2))
+        self.state = "restarting" if code == 0 else "crashed"
+        self._restart_at = now + wait
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM (a running task is abandoned and reported failed), SIGKILL after the grace."""
+        self._restart_at = None
+        if self._proc is not None:
+            self._proc.stop(grace_s)
+            self._proc = None
+        self.state = "stopped"
