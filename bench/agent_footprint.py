@@ -93,7 +93,7 @@ ladder = [
     ("httpx", ["httpx"]),
     ("pydantic", ["pydantic"]),
     ("pydantic_settings", ["pydantic_settings"]),
-    ("grpc + grpc_health", ["grpc", "grpc_health.v1.health_pb2"]),
+    ("grpc (the SuperNode health check)", ["grpc", "fl_edge_agent.supernode_health"]),
     ("fl_shared (wire, log_setup)", ["fl_shared.wire", "fl_shared.log_setup"]),
     ("fl_edge_agent.cli (everything the agent imports)", ["fl_edge_agent.cli"]),
 ]

@@ -211,3 +211,28 @@ def test_stop_before_start_is_harmless() -> None:
     finally:
         client.close()
     assert sender.sent == 0
+
+
+def test_beat_soon_sends_at_once_instead_of_after_the_interval() -> None:
+    beats: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        beats.append(time.monotonic())
+        return _ok(request)
+
+    sender = HeartbeatSender(_client(handler), _beat, lambda: None, interval_s=60.0)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not beats and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(beats) == 1  # the first beat at start, the next one due in ~60 s
+        sender.beat_soon()
+        while len(beats) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(beats) == 2
+        assert beats[1] - beats[0] < 5
+    finally:
+        started = time.monotonic()
+        sender.stop()
+    assert time.monotonic() - started < 2  # stop still interrupts the wait

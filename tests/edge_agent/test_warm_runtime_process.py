@@ -88,7 +88,7 @@ def test_supernode_starts_and_stops_its_warm_runtime(
     )
     try:
         process.start()
-        assert warm.state == "running" and warm.pid is not None
+        assert warm.state == "starting" and warm.pid is not None
         assert _wait_until(lambda: home.exists() and home.read_text() != "")
         assert home.read_text() == str(tmp_path / "supernode")  # the SuperNode's FLWR_HOME
         runtime_pid = warm.pid
@@ -135,7 +135,7 @@ def test_crashed_runtime_is_restarted_after_its_backoff(
         assert warm.restarts == 0 and warm.state == "crashed"
         clock.now += 0.2
         warm.check()
-        assert warm.restarts == 1 and warm.state == "running"
+        assert warm.restarts == 1 and warm.state == "starting"
         assert warm.pid not in (None, first)
         warm.stop(grace_s=1.0)
         clock.now += 100
@@ -180,3 +180,22 @@ def test_runtime_forgets_modules_of_an_older_app(tmp_path: Path) -> None:
         sys.modules.pop("oldpkg", None)
         if str(app_dir) in sys.path:
             sys.path.remove(str(app_dir))
+
+
+def test_runtime_is_running_once_it_wrote_its_ready_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warm = WarmRuntimeProcess(runtime_api_port=9199, home=tmp_path)
+    warm.ready_file.write_text("1")  # left over by an earlier runtime: removed at start
+    monkeypatch.setattr(warm, "argv", lambda: _python("import time; time.sleep(30)"))
+    try:
+        warm.start()
+        assert not warm.ready_file.exists()
+        warm.ready_file.write_text("1")  # someone else's PID: not this runtime's word
+        warm.check()
+        assert warm.state == "starting"
+        warm.ready_file.write_text(str(warm.pid))
+        warm.check()
+        assert warm.state == "running"
+    finally:
+        warm.stop(grace_s=1.0)

@@ -139,13 +139,13 @@ class LocalFleet:
         return agent
 
     def wait_devices_online(self, count: int, timeout_s: float = 90.0) -> list[dict[str, Any]]:
-        """Wait until ``count`` devices are online with a running SuperNode."""
+        """Wait until ``count`` devices are online, their SuperNode and ClientApp runtime ready."""
         found: list[dict[str, Any]] = []
 
         def ready() -> bool:
             nonlocal found
             devices = self._get("/api/v1/devices") or []
-            found = [d for d in devices if d["online"] and d["supernode_state"] == "running"]
+            found = [d for d in devices if d["online"] and _ready(d)]
             return len(found) >= count
 
         self._wait(ready, timeout_s, None)
@@ -200,3 +200,12 @@ class LocalFleet:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def _ready(device: dict[str, Any]) -> bool:
+    """SuperNode running and, for a warm ClientApp runtime, warmed up."""
+    status = device.get("last_status") or {}
+    return device["supernode_state"] == "running" and status.get("runtime_state") in (
+        None,
+        "running",
+    )

@@ -150,6 +150,20 @@ class Agent:
             restarts += f"; ClientApp runtime {warm.state}"
         return f"device {self.device_id}: SuperNode {state}{restarts}; {self._activity.read()}"
 
+    def _state_key(self) -> tuple[object, ...]:
+        """What a heartbeat should report as soon as it changes (not activity: every round)."""
+        supernode = self.supernode
+        if supernode is None:
+            return ()
+        warm = supernode.warm_runtime
+        return (
+            supernode.state,
+            supernode.restarts,
+            supernode.hangs,
+            warm.state if warm else None,
+            warm.restarts if warm else 0,
+        )
+
     def _write_status(self) -> None:
         supernode, beats = self.supernode, self.heartbeats
         warm = supernode.warm_runtime if supernode else None
@@ -215,7 +229,7 @@ class Agent:
             if self._settings.probe_interval_s > 0:
                 self.capabilities.start()
             self._notifier.ready(self._summary())
-            shown = self._summary()
+            shown, state = self._summary(), self._state_key()
             # The watchdog pings come from this loop, so a stuck loop stops them.
             while not self._stop.wait(1.0):
                 self.supernode.check()
@@ -223,6 +237,9 @@ class Agent:
                 if (summary := self._summary()) != shown:
                     self._notifier.status(summary)
                     shown = summary
+                if (now := self._state_key()) != state:
+                    heartbeats.beat_soon()  # the coordinator learns of it at once
+                    state = now
         finally:
             self._notifier.stopping("stopping the SuperNode")
             self.capabilities.stop()

@@ -50,6 +50,7 @@ class HeartbeatSender:
         self._rng = rng or random.Random()
         self._backoff = Backoff(base_s=1.0, cap_s=interval_s, rng=self._rng)
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.sent = 0
         self.last_contact_at: datetime | None = None
@@ -63,8 +64,13 @@ class HeartbeatSender:
     def stop(self) -> None:
         """Stop beating (interrupts the wait)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def beat_soon(self) -> None:
+        """Send the next heartbeat now instead of at the end of the interval (a state change)."""
+        self._wake.set()
 
     def beat_once(self) -> bool:
         """Send one heartbeat; True if the coordinator took it. Failures are never raised."""
@@ -99,7 +105,11 @@ class HeartbeatSender:
 
     def _loop(self) -> None:
         ok = self.beat_once()
-        while not self._stop.wait(self.next_wait(ok)):
+        while True:
+            self._wake.wait(self.next_wait(ok))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             was_ok, ok = ok, self.beat_once()
             if ok and not was_ok:
                 log.info("coordinator_reconnected")

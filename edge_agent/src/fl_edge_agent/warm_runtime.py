@@ -31,6 +31,8 @@ from typing import Any
 import httpx
 import structlog
 
+from fl_edge_agent.warm_runtime_process import READY_FILE_NAME
+from fl_shared.atomic_write import atomic_write_bytes
 from fl_shared.flower_polling import fast_object_pulls
 
 log = structlog.get_logger(__name__)
@@ -219,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     warm_up = getattr(app_module, "warm_up", None)
     if callable(warm_up):
         log.info("warm_up_done", seconds=round(warm_up(), 2))
+    if args.flwr_home:  # tell the agent: ready for tasks
+        ready = Path(args.flwr_home) / READY_FILE_NAME
+        atomic_write_bytes(ready, str(os.getpid()).encode())
     runtime = WarmRuntime(args.runtime_api_address)
     signal.signal(signal.SIGTERM, runtime.stop)
     signal.signal(signal.SIGINT, runtime.stop)

@@ -17,6 +17,8 @@ from fl_shared.wire import SuperNodeState
 log = structlog.get_logger(__name__)
 
 HEALTHY_AFTER_S = 60.0
+# The runtime writes this file into FLWR_HOME once it has imported and warmed up.
+READY_FILE_NAME = "clientapp-runtime.ready"
 
 
 class WarmRuntimeProcess:
@@ -61,14 +63,26 @@ class WarmRuntimeProcess:
             str(self._home),
         ]
 
+    @property
+    def ready_file(self) -> Path:
+        """Written by the runtime once it has warmed up (holds its PID)."""
+        return self._home / READY_FILE_NAME
+
     def start(self) -> None:
-        """Start the runtime child."""
+        """Start the runtime child; it is "starting" until it says it has warmed up."""
+        self.ready_file.unlink(missing_ok=True)
         self._proc = ManagedProcess(
             "clientapp-runtime", self.argv(), env=flower_env(self._home), cwd=self._home
         )
         self._proc.start()
-        self.state = "running"
+        self.state = "starting"
         self._started_at = self._clock()
+
+    def _warmed_up(self) -> bool:
+        try:
+            return self.ready_file.read_text().strip() == str(self.pid)
+        except OSError:
+            return False
 
     def check(self) -> None:
         """Call periodically: restarts an exited runtime after a backoff."""
@@ -84,6 +98,9 @@ class WarmRuntimeProcess:
             return
         code = self._proc.poll()
         if code is None:
+            if self.state == "starting" and self._warmed_up():
+                self.state = "running"
+                log.info("clientapp_runtime_ready", pid=self.pid)
             if now - self._started_at > HEALTHY_AFTER_S:
                 self._backoff.reset()
             return
