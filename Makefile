@@ -16,7 +16,7 @@ $(STAMP): shared/pyproject.toml coordinator/pyproject.toml edge_agent/pyproject.
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e "shared[train]" -e coordinator -e edge_agent -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -e "shared[train]" -e "coordinator[postgres]" -e edge_agent -r requirements-dev.txt
 	@touch $@
 
 fashion-mnist:

@@ -192,7 +192,7 @@ def test_reconcile_fails_a_run_whose_serverapp_crashed(env: Any) -> None:
     run = service.start_run(RunRequest())
     control.state = FlowerRunState("running", "", "")
     service.reconcile()
-    assert registry.get_run(run.run_id).status == "starting"
+    assert registry.get_run(run.run_id).status == "running"  # as the SuperLink says
     control.state = FlowerRunState("finished", "failed", "ServerApp exited with code 1")
     service.reconcile()
     after = registry.get_run(run.run_id)

@@ -140,6 +140,67 @@ def test_run_with_too_few_devices_fails_with_a_clear_status(fleet: LocalFleet) -
     assert "only 2 of the 3 devices" in run["detail"]
 
 
+def test_a_running_run_shows_its_log_and_can_be_stopped(fleet: LocalFleet) -> None:
+    run = fleet.start_run(
+        {"model": "cnn", "dataset": "digits", "num_rounds": 200, "min_devices": 2}
+    )
+    run_id = run["run_id"]
+    deadline = time.monotonic() + 120
+    while not fleet.get_run(run_id)["rounds"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert fleet.get_run(run_id)["status"] == "running"
+
+    # The ServerApp ships its output to the SuperLink every few seconds: poll for round 1.
+    deadline = time.monotonic() + 60
+    while True:
+        logs = httpx.get(f"{fleet.api_url}/api/v1/runs/{run_id}/logs", timeout=30)
+        assert logs.status_code == 200
+        if "round_recorded" in logs.text or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    assert "FleetFedAvg" in logs.text and "round_recorded" in logs.text  # the ServerApp's log
+    assert "\x1b[" not in logs.text  # no terminal colours
+    assert "FleetFedAvg" in _flctl(fleet, "runs", "logs", str(run_id)).stdout
+
+    stopped = _flctl(fleet, "--json", "runs", "stop", str(run_id))
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout)["status"] == "stopped"
+    again = _flctl(fleet, "runs", "stop", str(run_id))
+    assert again.returncode == 2
+    assert (
+        again.stderr.strip() == f"flctl: 409: run {run_id} already ended (stopped): nothing to stop"
+    )
+    # Flower stops it too: the ServerApp goes away and the devices go back to idle.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        devices = httpx.get(f"{fleet.api_url}/api/v1/devices").json()
+        if all(d["last_status"]["activity"] == "idle" for d in devices):
+            break
+        time.sleep(0.5)
+    rounds_at_stop = len(fleet.get_run(run_id)["rounds"])
+    time.sleep(3)
+    assert len(fleet.get_run(run_id)["rounds"]) == rounds_at_stop  # no round after the stop
+    assert fleet.get_run(run_id)["status"] == "stopped"
+
+
+def test_your_own_flower_app_runs_on_the_fleet(fleet: LocalFleet) -> None:
+    app = Path(__file__).resolve().parents[2] / "examples" / "byo-app"
+    started = _flctl(
+        fleet, "--json", "runs", "start", "--app", str(app), "--config", "num-server-rounds=2"
+    )
+    assert started.returncode == 0, started.stderr
+    run_id = json.loads(started.stdout)["run_id"]
+    run = wait_run(fleet, run_id)
+    assert run["status"] == "completed", run["detail"]
+    assert run["app_source"] == "app:example/my-fleet-app@1.0.0"
+    logs = httpx.get(f"{fleet.api_url}/api/v1/runs/{run_id}/logs", timeout=30).text
+    accuracy = [line for line in logs.splitlines() if line.startswith("example-app round 2 ")]
+    assert accuracy, logs[-2000:]  # the app's own output, after its second round
+    assert float(accuracy[0].split()[-1]) > 0.5
+    listed = _flctl(fleet, "runs", "list").stdout
+    assert "example/my-fleet-app@1.0.0" in listed
+
+
 def test_unknown_model_is_rejected_by_the_real_server(fleet: LocalFleet) -> None:
     answer = httpx.post(f"{fleet.api_url}/api/v1/runs", json={"model": "vgg99"})
     assert answer.status_code == 422

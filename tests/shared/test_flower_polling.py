@@ -110,3 +110,22 @@ def test_patch_is_skipped_when_flowers_literals_changed(monkeypatch: pytest.Monk
     before = sci.time
     assert flower_polling.patch_supernode(PollSettings()) is None
     assert sci.time is before
+
+
+def test_fast_object_pulls_can_bound_the_tries_per_object() -> None:
+    seen: list[int | None] = []
+
+    def pull_objects(
+        ids: list[str],
+        *,
+        initial_backoff: float = 1.0,
+        backoff_cap: float = 10.0,
+        max_tries_per_object: int | None = 500,
+    ) -> None:
+        seen.append(max_tries_per_object)
+
+    module = ModuleType("fake_flower")
+    module.pull_objects = pull_objects  # type: ignore[attr-defined]
+    assert fast_object_pulls(module, max_tries_per_object=600)
+    module.pull_objects(["a"])
+    assert seen == [600]

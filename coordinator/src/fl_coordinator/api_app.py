@@ -8,10 +8,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from fl_coordinator import __version__, routes_devices, routes_runs
+from fl_coordinator import __version__, routes_devices, routes_models, routes_runs
 from fl_coordinator.registry import Registry
 from fl_coordinator.run_service import RunService
 from fl_coordinator.settings import CoordinatorSettings
+from fl_coordinator.telemetry import TracingMiddleware
 from fl_shared.wire import ErrorBody
 
 
@@ -43,7 +44,13 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    names = {403: "forbidden", 404: "not_found", 426: "upgrade_required", 503: "unavailable"}
+    names = {
+        403: "forbidden",
+        404: "not_found",
+        409: "conflict",
+        426: "upgrade_required",
+        503: "unavailable",
+    }
     body = ErrorBody(error=names.get(exc.status_code, "error"), detail=str(exc.detail))
     return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
 
@@ -58,8 +65,10 @@ def create_app(
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_middleware(TracingMiddleware)  # a span per request (exported only if configured)
     app.include_router(routes_devices.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_models.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> Health:

@@ -81,10 +81,12 @@ def serve(settings: CoordinatorSettings) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     with ExitStack() as stack:
         registry = Registry(
-            settings.resolved_database_url, heartbeat_timeout_s=settings.heartbeat_timeout_s
+            settings.resolved_database_url,
+            stale_after_s=settings.stale_after_s,
+            offline_after_s=settings.offline_after_s,
         )
         stack.callback(registry.close)
-        registry.create_schema()
+        registry.migrate()
 
         superlink = SuperLinkProcess(
             host=settings.superlink_host,
@@ -98,6 +100,7 @@ def serve(settings: CoordinatorSettings) -> int:
         control = FlowerControl(settings.superlink_address, insecure=settings.insecure)
         stack.callback(control.close)
         runs = RunService(registry, control, settings)
+        runs.recover_interrupted(resume=settings.resume_interrupted_runs)
         runs.start()
         stack.callback(runs.stop)
 

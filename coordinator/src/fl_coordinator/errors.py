@@ -6,6 +6,10 @@ FlCoordinatorError
  ├── SuperLinkError         the supervised SuperLink failed to start or answer
  ├── SuperLinkUnreachable   the Control API could not be reached (HTTP 503)
  ├── RunNotFound            no run with that id (HTTP 404)
+ ├── RunAlreadyFinished     the run has ended; it cannot be stopped (HTTP 409)
+ ├── DeviceNotFound         no device with that id (HTTP 404)
+ ├── DeviceRevoked          an administrator revoked the device (HTTP 403)
+ ├── RegistryError          the registry database cannot be opened or migrated
  └── NotEnoughDevices       a run waited in vain for its minimum of devices
 """
 
@@ -48,6 +52,22 @@ class SuperLinkUnreachable(FlCoordinatorError):
 
 class RunNotFound(FlCoordinatorError):
     """No run with that id."""
+
+
+class RunAlreadyFinished(FlCoordinatorError):
+    """The run has already ended, so it cannot be stopped (or changed) any more."""
+
+
+class DeviceNotFound(FlCoordinatorError):
+    """No device with that id."""
+
+
+class DeviceRevoked(FlCoordinatorError):
+    """The device was revoked: its registrations and heartbeats are refused."""
+
+
+class RegistryError(FlCoordinatorError):
+    """The registry database could not be reached or brought to the current schema."""
 
 
 class NotEnoughDevices(FlCoordinatorError):

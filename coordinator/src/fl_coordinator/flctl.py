@@ -11,12 +11,12 @@ import os
 import sys
 from typing import TextIO
 
-from fl_coordinator import flctl_devices, flctl_runs
+from fl_coordinator import flctl_devices, flctl_models, flctl_runs
 from fl_coordinator.flctl_api import EXIT_UNREACHABLE, EXIT_USAGE, Api, CliError
 
 __all__ = ["EXIT_UNREACHABLE", "EXIT_USAGE", "Api", "CliError", "execute", "main"]
 
-GROUPS = {"devices": flctl_devices, "runs": flctl_runs}
+GROUPS = {"devices": flctl_devices, "runs": flctl_runs, "models": flctl_models}
 
 
 def _parser() -> argparse.ArgumentParser:

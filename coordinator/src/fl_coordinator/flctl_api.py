@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -28,19 +29,52 @@ class Api:
         self._client = httpx.Client(base_url=self.url, timeout=30.0, transport=transport)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One JSON request; CliError with the server's detail on failure."""
         try:
             response = self._client.request(method, path, json=body)
         except httpx.TransportError as exc:
-            raise CliError(
-                f"cannot reach the coordinator at {self.url} ({exc}): is `fl-coordinator serve` "
-                "running? pass --url or set FLCTL_URL",
-                EXIT_UNREACHABLE,
-            ) from exc
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            code = EXIT_USAGE if response.status_code < 500 else EXIT_FAILURE
-            raise CliError(f"{response.status_code}: {detail}", code)
+            raise self._unreachable(exc) from exc
+        self._check(response)
         return response.json()
+
+    def stream_text(self, path: str, params: dict[str, Any] | None = None) -> Iterator[str]:
+        """A text body chunk by chunk as the server sends it (e.g. a live log)."""
+        try:
+            with self._client.stream("GET", path, params=params, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._check(response)
+                yield from response.iter_text()
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+
+    def download(self, path: str, write: Callable[[bytes], object]) -> httpx.Headers:
+        """Stream a binary body chunk by chunk to ``write`` (no time limit: exports are slow)."""
+        try:
+            with self._client.stream("GET", path, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._check(response)
+                for chunk in response.iter_bytes():
+                    write(chunk)
+                return response.headers
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: Exception) -> CliError:
+        return CliError(
+            f"cannot reach the coordinator at {self.url} ({exc}): is `fl-coordinator serve` "
+            "running? pass --url or set FLCTL_URL",
+            EXIT_UNREACHABLE,
+        )
+
+    @staticmethod
+    def _check(response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        code = EXIT_USAGE if response.status_code < 500 else EXIT_FAILURE
+        raise CliError(f"{response.status_code}: {detail}", code)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import time
+import tomllib
+from pathlib import Path
 from typing import Any, TextIO
 
-from fl_coordinator.flctl_api import EXIT_FAILURE, EXIT_OK, Api
+from fl_coordinator.flctl_api import EXIT_FAILURE, EXIT_OK, Api, CliError
 from fl_coordinator.flctl_output import dump_json, fmt, table
 from fl_shared.wire import TERMINAL_RUN_STATUSES
 
@@ -31,6 +34,50 @@ def add_commands(sub: Any) -> None:
     start.add_argument("--device-wait-timeout", type=float, default=120.0)
     start.add_argument("--seed", type=int, default=42)
     start.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    start.add_argument(
+        "--app",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="run your own Flower App (a directory with pyproject.toml) instead of ours",
+    )
+    start.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --app: override a key of its [tool.flwr.app.config] (repeatable)",
+    )
+    start.epilog = (
+        "examples: flctl runs start --model cnn --dataset digits --rounds 5 --min-devices 2 "
+        "--wait;  flctl runs start --app ./my-app --config num-server-rounds=3 --wait"
+    )
+    stop = runs.add_parser(
+        "stop", help="stop a run that has not ended", epilog="example: flctl runs stop 7"
+    )
+    stop.add_argument("run_id", type=int)
+    resume = runs.add_parser(
+        "resume",
+        help="continue a failed or stopped run from its last checkpoint",
+        epilog="example: flctl runs resume 7 --wait",
+    )
+    resume.add_argument("run_id", type=int)
+    resume.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    logs = runs.add_parser(
+        "logs",
+        help="the run's ServerApp log",
+        epilog="example: flctl runs logs 7 --follow   (live until the run ends)",
+    )
+    logs.add_argument("run_id", type=int)
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
+
+
+def _what(run: dict[str, Any]) -> tuple[str, str]:
+    """MODEL and DATASET columns; a user's own app shows its name instead."""
+    source = run.get("app_source", "builtin")
+    if source != "builtin":
+        return source.removeprefix("app:"), "-"
+    return run["request"]["model"], run["request"]["dataset"]
 
 
 def print_runs(runs: list[dict[str, Any]], out: TextIO) -> None:
@@ -38,8 +85,7 @@ def print_runs(runs: list[dict[str, Any]], out: TextIO) -> None:
         (
             r["run_id"],
             r["status"],
-            r["request"]["model"],
-            r["request"]["dataset"],
+            *_what(r),
             f"{max((x['round'] for x in r['rounds']), default=0)}/{r['request']['num_rounds']}",
             fmt(r["final_accuracy"]),
             r["created_at"][:19],
@@ -51,11 +97,16 @@ def print_runs(runs: list[dict[str, Any]], out: TextIO) -> None:
 
 def print_run(run: dict[str, Any], out: TextIO) -> None:
     req = run["request"]
+    source = run.get("app_source", "builtin")
     out.write(
         f"run {run['run_id']}: {run['status']}"
         + (f" ({run['detail']})" if run["detail"] else "")
-        + f"\n  {req['model']} on {req['dataset']} ({req['partitioner']}), "
-        f"{req['num_rounds']} rounds, at least {req['min_devices']} devices\n"
+        + (
+            f"\n  {req['model']} on {req['dataset']} ({req['partitioner']}), "
+            f"{req['num_rounds']} rounds, at least {req['min_devices']} devices\n"
+            if source == "builtin"
+            else f"\n  your own app {source.removeprefix('app:')}\n"
+        )
     )
     rows = [
         (
@@ -79,8 +130,24 @@ def execute(args: argparse.Namespace, api: Api, out: TextIO) -> int:
         runs = api.call("GET", "/api/v1/runs")
         dump_json(runs, out) if args.json else print_runs(runs, out)
         return EXIT_OK
+    if args.action == "logs":
+        params = {"follow": "true"} if args.follow else None
+        for chunk in api.stream_text(f"/api/v1/runs/{args.run_id}/logs", params):
+            out.write(chunk)
+            out.flush()
+        return EXIT_OK
     if args.action == "show":
         run = api.call("GET", f"/api/v1/runs/{args.run_id}")
+    elif args.action == "stop":
+        run = api.call("POST", f"/api/v1/runs/{args.run_id}/stop")
+    elif args.action == "resume":
+        run = api.call("POST", f"/api/v1/runs/{args.run_id}/resume")
+    elif args.app is not None:
+        run = api.call(
+            "POST",
+            "/api/v1/runs/app",
+            {"fab_base64": _build_app(args.app), "config": _overrides(args.config)},
+        )
     else:
         run = api.call(
             "POST",
@@ -100,8 +167,47 @@ def execute(args: argparse.Namespace, api: Api, out: TextIO) -> int:
                 "seed": args.seed,
             },
         )
-        while args.wait and run["status"] not in TERMINAL_RUN_STATUSES:
-            time.sleep(1.0)
-            run = api.call("GET", f"/api/v1/runs/{run['run_id']}")
+    if getattr(args, "wait", False):
+        run = _follow(api, run)
     dump_json(run, out) if args.json else print_run(run, out)
     return EXIT_OK if run["status"] != "failed" else EXIT_FAILURE
+
+
+def _follow(api: Api, run: dict[str, Any]) -> dict[str, Any]:
+    """Poll the run until it ends; returns it as it ended."""
+    while run["status"] not in TERMINAL_RUN_STATUSES:
+        time.sleep(1.0)
+        run = api.call("GET", f"/api/v1/runs/{run['run_id']}")
+    return run
+
+
+def _build_app(path: Path) -> str:
+    """The app directory as a Flower App Bundle, base64 (flwr's own builder and checks)."""
+    from flwr.cli.build import build_fab_from_disk
+
+    if not (path / "pyproject.toml").is_file():
+        raise CliError(f"{path} has no pyproject.toml: --app takes a Flower App directory", 2)
+    try:
+        fab = build_fab_from_disk(path.resolve())
+    except (ValueError, OSError) as exc:
+        raise CliError(f"cannot build the app in {path}: {exc}", 2) from exc
+    except SystemExit as exc:  # flwr's builder exits on an invalid pyproject
+        raise CliError(f"cannot build the app in {path}: its pyproject.toml is invalid", 2) from exc
+    return base64.b64encode(fab).decode()
+
+
+def _overrides(pairs: list[str]) -> dict[str, bool | int | float | str]:
+    """KEY=VALUE pairs; values typed as TOML would type them (3 → int, 0.1 → float, true)."""
+    config: dict[str, bool | int | float | str] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--config {pair!r}: expected KEY=VALUE", 2)
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare word is a string
+        if not isinstance(value, bool | int | float | str):
+            raise CliError(f"--config {pair!r}: only numbers, true/false and strings", 2)
+        config[key.strip()] = value
+    return config

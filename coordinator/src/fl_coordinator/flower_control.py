@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import tomli_w
 from flwr.cli.build import build_fab_from_files
-from flwr.common.serde import fab_to_proto, run_status_from_proto
+from flwr.common.serde import fab_to_proto, run_status_from_proto, user_config_to_proto
 from flwr.proto.control_pb2 import (  # pylint: disable=no-name-in-module
     ListRunsRequest,
     StartRunRequest,
     StopRunRequest,
+    StreamLogsRequest,
 )
 from flwr.supercore.control import ControlHttpClient
 from flwr.supercore.fab import Fab
 
 from fl_coordinator.errors import SuperLinkUnreachable
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 APP_NAME = "fl-fleet"
 APP_PUBLISHER = "flfleet"
@@ -72,10 +77,17 @@ class FlowerControl:
         self._client.close()
 
     def start_run(self, run_config: dict[str, Any]) -> int:
-        """Submit a run; returns Flower's run id."""
-        fab_bytes = build_fab(run_config)
+        """Submit a run of our own app; returns Flower's run id."""
+        return self.start_fab(build_fab(run_config))
+
+    def start_fab(self, fab_bytes: bytes, override_config: dict[str, Any] | None = None) -> int:
+        """Submit a run of any Flower App Bundle (a user's own app); returns Flower's run id."""
         fab = Fab(hashlib.sha256(fab_bytes).hexdigest(), fab_bytes, {})
-        request = StartRunRequest(fab=fab_to_proto(fab), federation="")
+        request = StartRunRequest(
+            fab=fab_to_proto(fab),
+            override_config=user_config_to_proto(override_config or {}),
+            federation="",
+        )
         try:
             response = self._client.StartRun(request)
         except (httpx.HTTPError, OSError, ValueError) as exc:
@@ -100,5 +112,22 @@ class FlowerControl:
         """Ask the SuperLink to stop a run."""
         try:
             self._client.StopRun(StopRunRequest(run_id=flower_run_id))
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            raise SuperLinkUnreachable(f"SuperLink Control API unreachable: {exc}") from exc
+
+    def stream_logs(
+        self, flower_run_id: int, *, after: float = 0.0, follow: bool = False
+    ) -> Iterator[str]:
+        """The run's ServerApp log as the SuperLink keeps it, without terminal colours.
+
+        Without ``follow`` only what is there now; with it, new output as it comes until
+        the run ends (the SuperLink closes the stream then).
+        """
+        request = StreamLogsRequest(run_id=flower_run_id, after_timestamp=after)
+        try:
+            for response in self._client.StreamLogs(request):
+                yield _ANSI.sub("", response.log_output)
+                if not follow:
+                    return
         except (httpx.HTTPError, OSError, ValueError) as exc:
             raise SuperLinkUnreachable(f"SuperLink Control API unreachable: {exc}") from exc

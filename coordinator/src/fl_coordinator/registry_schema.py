@@ -1,12 +1,29 @@
-"""SQLAlchemy tables of the registry: devices, runs and their rounds."""
+"""SQLAlchemy tables of the registry; Alembic migrations (fl_coordinator.migrations) build them."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets 64 bits, because a big
+# fleet writes billions of heartbeat rows over the years.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -14,27 +31,44 @@ class Base(DeclarativeBase):
 
 
 class DeviceRow(Base):
-    """One enrolled device."""
+    """One enrolled device; ``arch`` and ``has_gpu`` are copied from its capabilities."""
 
     __tablename__ = "devices"
+    __table_args__ = (Index("ix_devices_registered_at_device_id", "registered_at", "device_id"),)
 
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
     hostname: Mapped[str] = mapped_column(String(255), default="")
     platform: Mapped[str] = mapped_column(String(255), default="")
     agent_version: Mapped[str] = mapped_column(String(64), default="")
+    # The labels as one JSON object (what listings show); device_labels indexes them.
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     supernode_state: Mapped[str] = mapped_column(String(32), default="starting")
     supernode_restarts: Mapped[int] = mapped_column(Integer, default=0)
+    arch: Mapped[str] = mapped_column(String(64), default="", server_default="", index=True)
+    has_gpu: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    drained_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class DeviceLabelRow(Base):
+    """One label of a device, so that label filters use an index."""
+
+    __tablename__ = "device_labels"
+    __table_args__ = (Index("ix_device_labels_key_value", "key", "value"),)
+
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.device_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class DeviceStatusRow(Base):
-    """What a device last said about itself: heartbeat payload and capabilities.
-
-    A table of its own so registries created by older releases gain it with create_all().
-    """
+    """What a device last said about itself: heartbeat payload and capabilities."""
 
     __tablename__ = "device_status"
 
@@ -44,6 +78,25 @@ class DeviceStatusRow(Base):
     heartbeat: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     capabilities: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     capabilities_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    history_compacted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class HeartbeatRow(Base):
+    """One point of a device's heartbeat history: a raw beat, or a 5-minute or 1-hour summary."""
+
+    __tablename__ = "device_heartbeats"
+    __table_args__ = (Index("ix_device_heartbeats_device_id_at", "device_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolution_s: Mapped[int] = mapped_column(Integer, default=0)
+    samples: Mapped[int] = mapped_column(Integer, default=1)
+    cpu_percent: Mapped[float | None] = mapped_column(Float)
+    memory_percent: Mapped[float | None] = mapped_column(Float)
+    max_temp_c: Mapped[float | None] = mapped_column(Float)
+    supernode_state: Mapped[str] = mapped_column(String(32), default="")
+    activity: Mapped[str] = mapped_column(Text, default="")
 
 
 class RunRow(Base):
@@ -60,6 +113,16 @@ class RunRow(Base):
     report_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    resumed_from_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    app_source: Mapped[str] = mapped_column(Text, default="builtin", server_default="builtin")
+    target_labels: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'")
+    )
+    selection_policy: Mapped[str] = mapped_column(
+        String(64), default="fedavg-all", server_default="fedavg-all"
+    )
 
 
 class RoundRow(Base):
@@ -72,3 +135,18 @@ class RoundRow(Base):
     )
     round: Mapped[int] = mapped_column(Integer, primary_key=True)
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class RoundDeviceRow(Base):
+    """One device's part in one round; no foreign key to devices: history outlives a device."""
+
+    __tablename__ = "round_devices"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    num_examples: Mapped[int] = mapped_column(Integer)
+    train_seconds: Mapped[float] = mapped_column(Float)
+    train_loss: Mapped[float] = mapped_column(Float)

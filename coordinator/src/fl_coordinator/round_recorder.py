@@ -33,6 +33,9 @@ class RoundRecorder:
         strategy: FleetFedAvg,
         store: ModelStore,
         reporter: RunReporter,
+        dataset: str | None = None,
+        data_dir: str | None = None,
+        round_offset: int = 0,
     ) -> None:
         self._run_id = run_id
         self._architecture = architecture
@@ -42,10 +45,18 @@ class RoundRecorder:
         self._strategy = strategy
         self._store = store
         self._reporter = reporter
+        # Recorded with each checkpoint, so an ONNX export is validated on the same test set.
+        self._dataset = dataset
+        self._data_dir = data_dir
+        # A resumed run continues the numbering: Flower's round r is the run's round r + offset.
+        self._offset = round_offset
         self.reports: list[RoundReport] = []
 
     def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """Evaluate, checkpoint and report one round; the MetricRecord goes to Flower's result."""
+        if server_round == 0 and self._offset > 0:
+            return None  # the resumed-from model: its round is on record already
+        flower_round, server_round = server_round, server_round + self._offset
         state_dict = arrays.to_torch_state_dict()
         metrics: dict[str, float] = {}
         if self._test is not None:
@@ -53,7 +64,7 @@ class RoundRecorder:
             result = evaluate(self._model, self._test)
             metrics = {"eval-loss": result.loss, "eval-accuracy": result.accuracy}
         checkpoint = None
-        if server_round > 0:
+        if flower_round > 0:
             train = self._strategy.round_train_metrics
             train_loss = train.get("train-loss") if train is not None else None
             if isinstance(train_loss, float) and math.isfinite(train_loss):
@@ -66,18 +77,20 @@ class RoundRecorder:
                     num_classes=self._num_classes,
                     state_dict=state_dict,
                     metrics=metrics,
+                    dataset=self._dataset,
+                    data_dir=self._data_dir,
                 )
             )
-        federated = self._strategy.round_evaluate_metrics if server_round > 0 else None
+        federated = self._strategy.round_evaluate_metrics if flower_round > 0 else None
         report = RoundReport(
             round=server_round,
-            devices=self._strategy.round_devices if server_round > 0 else [],
+            devices=self._strategy.round_devices if flower_round > 0 else [],
             train_loss=metrics.get("train-loss"),
             eval_loss=metrics.get("eval-loss"),
             eval_accuracy=metrics.get("eval-accuracy"),
             federated_eval_loss=_metric(federated, "eval-loss"),
             federated_eval_accuracy=_metric(federated, "eval-accuracy"),
-            seconds=time.monotonic() - self._strategy.round_started if server_round > 0 else 0.0,
+            seconds=time.monotonic() - self._strategy.round_started if flower_round > 0 else 0.0,
             checkpoint=checkpoint,
         )
         self.reports.append(report)

@@ -1,25 +1,42 @@
-"""REST routes for devices: enroll, heartbeat, list."""
+"""REST routes for devices: enroll, heartbeat, list and inspect, labels, drain and revoke."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import structlog
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from fl_coordinator.api_deps import RegistryDep, SettingsDep
-from fl_coordinator.registry import utc_now
+from fl_coordinator.errors import DeviceNotFound, DeviceRevoked
+from fl_coordinator.registry import DeviceFilter, utc_now
 from fl_shared.capabilities import Capabilities
 from fl_shared.wire import (
     WIRE_MAJOR,
     Device,
+    DeviceAdminAction,
+    DeviceDetail,
+    DeviceLabels,
+    DeviceLabelsPatch,
+    DevicePage,
     DeviceRegistered,
     DeviceRegistration,
+    DeviceState,
     Heartbeat,
     HeartbeatAck,
+    HeartbeatSample,
+    HistoryWindow,
     wire_major,
 )
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 log = structlog.get_logger(__name__)
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no device with that id"}}
+REVOKED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "the device was revoked; the detail says how to re-admit it"}
+}
 
 
 def _check_version(schema_version: str) -> None:
@@ -31,47 +48,202 @@ def _check_version(schema_version: str) -> None:
         )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DeviceRegistered)
+def _forbidden(exc: DeviceRevoked) -> HTTPException:
+    return HTTPException(status.HTTP_403_FORBIDDEN, str(exc))
+
+
+def _not_found(exc: DeviceNotFound) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
+
+
+def _label_filters(raw: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in raw:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", "label"),
+                        "msg": f"{item!r} is not key=value, e.g. label=site=lab",
+                        "type": "value_error",
+                    }
+                ]
+            )
+        labels[key] = value
+    return labels
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=DeviceRegistered, responses=REVOKED
+)
 def register_device(
     body: DeviceRegistration, registry: RegistryDep, settings: SettingsDep
 ) -> DeviceRegistered:
-    """Enroll a device (or refresh one that comes back with its id)."""
+    """Enroll a device (or refresh one that comes back with its id); 403 once revoked."""
     _check_version(body.schema_version)
-    device = registry.register_device(body)
+    try:
+        device = registry.register_device(body)
+    except DeviceRevoked as exc:
+        log.warning("device_refused", device_id=body.device_id, reason="revoked")
+        raise _forbidden(exc) from exc
     log.info("device_registered", device_id=device.device_id, name=device.name)
     return DeviceRegistered(
         device_id=device.device_id, heartbeat_interval_s=settings.heartbeat_interval_s
     )
 
 
-@router.post("/{device_id}/heartbeat", response_model=HeartbeatAck)
+@router.post("/{device_id}/heartbeat", response_model=HeartbeatAck, responses=REVOKED)
 def heartbeat(device_id: str, body: Heartbeat, registry: RegistryDep) -> HeartbeatAck:
-    """Record that a device is alive; 404 tells the agent to register again."""
+    """Record that a device is alive; 404 tells the agent to register again, 403 to stop."""
     _check_version(body.schema_version)
     if body.device_id != device_id:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"device_id in the body ({body.device_id}) differs from the path ({device_id})",
         )
-    if registry.record_heartbeat(body) is None:
+    try:
+        device = registry.record_heartbeat(body)
+    except DeviceRevoked as exc:
+        log.warning("device_refused", device_id=device_id, reason="revoked")
+        raise _forbidden(exc) from exc
+    if device is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"device {device_id} is not registered: register again"
         )
     return HeartbeatAck(device_id=device_id, server_time=utc_now())
 
 
-@router.put("/{device_id}/capabilities", status_code=status.HTTP_204_NO_CONTENT)
+@router.put("/{device_id}/capabilities", status_code=status.HTTP_204_NO_CONTENT, responses=REVOKED)
 def report_capabilities(device_id: str, body: Capabilities, registry: RegistryDep) -> None:
     """Store the device's measured capabilities (sent at start and whenever they change)."""
     _check_version(body.schema_version)
-    if not registry.record_capabilities(device_id, body):
+    try:
+        known = registry.record_capabilities(device_id, body)
+    except DeviceRevoked as exc:
+        raise _forbidden(exc) from exc
+    if not known:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"device {device_id} is not registered: register again"
         )
     log.info("device_capabilities", device_id=device_id, fingerprint=body.fingerprint())
 
 
-@router.get("", response_model=list[Device])
-def list_devices(registry: RegistryDep) -> list[Device]:
-    """Every enrolled device with its liveness."""
-    return registry.list_devices()
+@router.get(
+    "",
+    response_model=list[Device] | DevicePage,
+    responses={200: {"headers": {"X-Total-Count": {"description": "devices that match"}}}},
+)
+def list_devices(
+    registry: RegistryDep,
+    response: Response,
+    status_: Annotated[
+        DeviceState | None,
+        Query(alias="status", description="online, stale, offline, drained or revoked"),
+    ] = None,
+    arch: Annotated[str | None, Query(description="CPU architecture, e.g. aarch64")] = None,
+    has_gpu: Annotated[bool | None, Query(description="an NVIDIA GPU or a Jetson")] = None,
+    label: Annotated[list[str], Query(description="key=value; repeat to require several")] = [],  # noqa: B006
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    envelope: Annotated[
+        bool, Query(description="answer {items, total, limit, offset, next_offset}")
+    ] = False,
+) -> list[Device] | DevicePage:
+    """Devices that match every filter, oldest enrollment first, one page at a time.
+
+    The total number that match is in the ``X-Total-Count`` header (and the envelope).
+    """
+    flt = DeviceFilter(status=status_, arch=arch, has_gpu=has_gpu, labels=_label_filters(label))
+    page = registry.device_page(flt, limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = str(page.total)
+    if not envelope:
+        return page.items
+    after = offset + len(page.items)
+    return DevicePage(
+        items=page.items,
+        total=page.total,
+        limit=limit,
+        offset=offset,
+        next_offset=after if after < page.total else None,
+    )
+
+
+@router.get("/{device_id}", response_model=DeviceDetail, responses=NOT_FOUND)
+def show_device(
+    device_id: str,
+    registry: RegistryDep,
+    history: Annotated[
+        HistoryWindow | None, Query(description="include the heartbeat history: 1h, 24h or 7d")
+    ] = None,
+) -> DeviceDetail:
+    """One device: capabilities, last heartbeat, the rounds it trained in, and its history."""
+    try:
+        return registry.device_detail(device_id, history=history)
+    except DeviceNotFound as exc:
+        raise _not_found(exc) from exc
+
+
+@router.get("/{device_id}/heartbeats", response_model=list[HeartbeatSample], responses=NOT_FOUND)
+def device_heartbeats(
+    device_id: str, registry: RegistryDep, window: HistoryWindow = "1h"
+) -> list[HeartbeatSample]:
+    """The device's heartbeat history for a chart, oldest first (summaries beyond an hour)."""
+    try:
+        return registry.heartbeat_history(device_id, window)
+    except DeviceNotFound as exc:
+        raise _not_found(exc) from exc
+
+
+@router.put("/{device_id}/labels", response_model=Device, responses=NOT_FOUND)
+def put_labels(device_id: str, body: DeviceLabels, registry: RegistryDep) -> Device:
+    """Replace every label of the device."""
+    try:
+        return registry.set_labels(device_id, body.labels)
+    except DeviceNotFound as exc:
+        raise _not_found(exc) from exc
+
+
+@router.patch("/{device_id}/labels", response_model=Device, responses=NOT_FOUND)
+def patch_labels(device_id: str, body: DeviceLabelsPatch, registry: RegistryDep) -> Device:
+    """Set the labels given and remove those given as null; others stay."""
+    try:
+        return registry.patch_labels(device_id, body.labels)
+    except DeviceNotFound as exc:
+        raise _not_found(exc) from exc
+
+
+@router.post("/{device_id}/drain", response_model=Device, responses=NOT_FOUND)
+def drain(device_id: str, registry: RegistryDep, body: DeviceAdminAction | None = None) -> Device:
+    """Keep the device out of new runs; it keeps heartbeating and finishes what it runs."""
+    try:
+        return registry.drain(device_id, (body or DeviceAdminAction()).reason)
+    except DeviceNotFound as exc:
+        raise _not_found(exc) from exc
+
+
+@router.post("/{device_id}/undrain", response_model=Device, responses=NOT_FOUND)
+def undrain(device_id: str, registry: RegistryDep) -> Device:
+    """Let the device take part in new runs again."""
+    try:
+        return registry.undrain(device_id)
+    except DeviceNotFound as exc:
+        raise _not_found(exc) from exc
+
+
+@router.post("/{device_id}/revoke", response_model=Device, responses=NOT_FOUND)
+def revoke(device_id: str, registry: RegistryDep, body: DeviceAdminAction | None = None) -> Device:
+    """Refuse the device from now on: its registrations and heartbeats get 403."""
+    try:
+        return registry.revoke(device_id, (body or DeviceAdminAction()).reason)
+    except DeviceNotFound as exc:
+        raise _not_found(exc) from exc
+
+
+@router.post("/{device_id}/unrevoke", response_model=Device, responses=NOT_FOUND)
+def unrevoke(device_id: str, registry: RegistryDep) -> Device:
+    """Accept a revoked device again."""
+    try:
+        return registry.unrevoke(device_id)
+    except DeviceNotFound as exc:
+        raise _not_found(exc) from exc

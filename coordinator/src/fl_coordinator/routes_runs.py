@@ -1,15 +1,23 @@
-"""REST routes for runs: start, list, show, and the ServerApp's reports."""
+"""REST routes for runs: start, list, show, stop, logs, and the ServerApp's reports."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, status
+from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from fl_coordinator.api_deps import RegistryDep, RunServiceDep
-from fl_coordinator.errors import RunNotFound, SuperLinkUnreachable
+from fl_coordinator.errors import RunAlreadyFinished, RunNotFound, SuperLinkUnreachable
+from fl_coordinator.user_app import InvalidApp
 from fl_shared.wire import RoundReport, Run, RunRequest, RunStatusReport
+
+HTTP_422 = 422  # starlette renamed the constant; the number is the contract
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
@@ -19,6 +27,34 @@ def start_run(body: RunRequest, service: RunServiceDep) -> Run:
     """Start a training run on the fleet."""
     try:
         return service.start_run(body)
+    except SuperLinkUnreachable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+
+
+class AppRunRequest(BaseModel):
+    """A user's own Flower App to run on the fleet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fab_base64: str = Field(
+        description="the Flower App Bundle (`flwr build` output, or flctl builds it), base64"
+    )
+    config: dict[str, StrictBool | StrictInt | StrictFloat | StrictStr] = Field(
+        default_factory=dict, description="overrides of keys the app declares"
+    )
+
+
+@router.post("/app", status_code=status.HTTP_201_CREATED, response_model=Run)
+def start_app_run(body: AppRunRequest, service: RunServiceDep) -> Run:
+    """Run your own Flower App (Message API) on the fleet; it shows like any run."""
+    try:
+        fab = base64.b64decode(body.fab_base64, validate=True)
+    except binascii.Error as exc:
+        raise HTTPException(HTTP_422, f"fab_base64 is not valid base64: {exc}") from exc
+    try:
+        return service.start_app_run(fab, body.config)
+    except InvalidApp as exc:
+        raise HTTPException(HTTP_422, str(exc)) from exc
     except SuperLinkUnreachable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
 
@@ -36,6 +72,58 @@ def show_run(run_id: int, registry: RegistryDep) -> Run:
         return registry.get_run(run_id)
     except RunNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+
+
+@router.post("/{run_id}/stop", response_model=Run)
+def stop_run(run_id: int, service: RunServiceDep) -> Run:
+    """Stop a run that has not ended; 409 if it already has."""
+    try:
+        return service.stop_run(run_id)
+    except RunNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except RunAlreadyFinished as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except SuperLinkUnreachable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+
+
+@router.post("/{run_id}/resume", response_model=Run)
+def resume_run(run_id: int, service: RunServiceDep) -> Run:
+    """Continue a failed or stopped run from its last checkpoint; 409 if there is nothing to."""
+    try:
+        return service.resume_run(run_id)
+    except RunNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except RunAlreadyFinished as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except SuperLinkUnreachable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+
+
+@router.get(
+    "/{run_id}/logs",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "the ServerApp's log"}},
+)
+def run_logs(
+    run_id: int,
+    service: RunServiceDep,
+    follow: Annotated[bool, Query(description="keep streaming until the run ends")] = False,
+) -> StreamingResponse:
+    """The run's ServerApp log as plain text; with ``follow=true``, live until the run ends."""
+    try:
+        lines = service.run_logs(run_id, follow=follow)
+    except RunNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    return StreamingResponse(_safe(lines), media_type="text/plain; charset=utf-8")
+
+
+def _safe(lines: Iterator[str]) -> Iterator[str]:
+    """End the stream with one readable line if the SuperLink goes away midway."""
+    try:
+        yield from lines
+    except SuperLinkUnreachable as exc:
+        yield f"\n[log stream ended: {exc}]\n"
 
 
 def _authorize(registry: RegistryDep, run_id: int, token: str | None) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import structlog
 
+from fl_coordinator.telemetry import record_round_span
 from fl_shared.backoff import Backoff
 from fl_shared.wire import RoundReport, RunStatus, RunStatusReport
 
@@ -38,7 +39,19 @@ class RunReporter:
         self._client.close()
 
     def round(self, report: RoundReport) -> None:
-        """Report one finished round."""
+        """Report one finished round (and trace it as an OpenTelemetry span)."""
+        attributes = {
+            "fl.devices": len(report.devices),
+            "fl.eval_accuracy": report.eval_accuracy,
+            "fl.eval_loss": report.eval_loss,
+            "fl.train_loss": report.train_loss,
+        }
+        record_round_span(
+            run_id=self.run_id,
+            server_round=report.round,
+            seconds=report.seconds,
+            attributes={k: v for k, v in attributes.items() if v is not None},
+        )
         self._post(f"/api/v1/runs/{self.run_id}/rounds", report.model_dump_json())
 
     def status(self, status: RunStatus, detail: str = "") -> None:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from fl_coordinator.errors import SuperLinkUnreachable
+from fl_coordinator.errors import RunAlreadyFinished, SuperLinkUnreachable
 from fl_coordinator.flower_control import FlowerControl
 from fl_coordinator.registry import Registry
 from fl_coordinator.settings import CoordinatorSettings
+from fl_coordinator.user_app import ConfigValue, check_overrides, inspect_app
 from fl_shared.atomic_write import atomic_write_bytes
-from fl_shared.wire import Run, RunRequest
+from fl_shared.wire import TERMINAL_RUN_STATUSES, Run, RunRequest
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +82,118 @@ class RunService:
         log.info("run_submitted", run_id=run_id, flower_run_id=flower_run_id)
         return self._registry.set_flower_run_id(run_id, flower_run_id)
 
+    def start_app_run(self, fab: bytes, overrides: dict[str, ConfigValue]) -> Run:
+        """Run a user's own Flower App on the fleet (InvalidApp if it cannot be run)."""
+        info = inspect_app(fab)
+        check_overrides(info, overrides)
+        run_id, _token = self._registry.create_run(RunRequest(), app_source=info.source)
+        try:
+            flower_run_id = self._control.start_fab(fab, dict(overrides))
+        except SuperLinkUnreachable as exc:
+            self._registry.update_run_status(run_id, "failed", str(exc))
+            raise
+        log.info("app_run_submitted", run_id=run_id, app=info.source, flower_run_id=flower_run_id)
+        return self._registry.set_flower_run_id(run_id, flower_run_id)
+
+    def resume_run(self, run_id: int, *, interrupted: bool = False) -> Run:
+        """Continue an interrupted run from its last checkpoint, keeping its round numbering.
+
+        ``interrupted``: the caller knows its ServerApp is gone (start-up recovery).
+        """
+        run = self._registry.get_run(run_id)
+        if run.app_source != "builtin":
+            raise RunAlreadyFinished(
+                f"run {run_id} runs your own app ({run.app_source}): start it again instead"
+            )
+        if run.status == "completed":
+            raise RunAlreadyFinished(f"run {run_id} completed: nothing to resume")
+        if not interrupted and run.status not in TERMINAL_RUN_STATUSES and self._still_running(run):
+            raise RunAlreadyFinished(f"run {run_id} is still running: nothing to resume")
+        last, checkpoint = self._last_checkpoint(run)
+        if last >= run.request.num_rounds:
+            log.info("run_resume_not_needed", run_id=run_id, rounds=last)
+            self._registry.reopen_run(run_id, last, "")
+            return self._registry.update_run_status(
+                run_id, "completed", f"all {last} rounds were recorded before it was interrupted"
+            )
+        detail = f"resuming from round {last}" if last else "restarting from the initial model"
+        self._registry.reopen_run(run_id, last, detail)
+        config = run_config_for(run.request, run_id, self._settings)
+        if last:
+            config |= {"resume-from-round": last, "resume-checkpoint": str(checkpoint)}
+        try:
+            flower_run_id = self._control.start_run(config)
+        except SuperLinkUnreachable as exc:
+            self._registry.update_run_status(run_id, "failed", str(exc))
+            raise
+        log.info("run_resumed", run_id=run_id, from_round=last, flower_run_id=flower_run_id)
+        return self._registry.set_flower_run_id(run_id, flower_run_id)
+
+    def recover_interrupted(self, *, resume: bool) -> None:
+        """At start-up: runs that were going when we went down resume (or are marked failed).
+
+        The coordinator has just started its own SuperLink (it refuses to start while an old
+        one holds the port), so every ServerApp of before is gone, even where the SuperLink's
+        database still says "running" until its task heartbeat times out: such a Flower run
+        is stopped first.
+        """
+        for run_id, flower_run_id in self._registry.active_runs():
+            state = None
+            if flower_run_id is not None:
+                try:
+                    state = self._control.run_state(int(flower_run_id))
+                    if state is not None and state.status != "finished":
+                        self._control.stop_run(int(flower_run_id))
+                        state = None
+                except SuperLinkUnreachable:
+                    return
+            if state is not None and state.sub_status == "completed":
+                self._registry.update_run_status(run_id, "completed")
+                continue
+            run = self._registry.get_run(run_id)
+            if resume and run.app_source == "builtin":
+                try:
+                    self.resume_run(run_id, interrupted=True)
+                    continue
+                except (RunAlreadyFinished, SuperLinkUnreachable) as exc:
+                    log.warning("run_resume_failed", run_id=run_id, error=str(exc))
+            self._registry.update_run_status(
+                run_id,
+                "failed",
+                f"interrupted when the coordinator stopped; `flctl runs resume {run_id}` "
+                "continues it from its last checkpoint",
+            )
+
+    def _still_running(self, run: Run) -> bool:
+        if run.flower_run_id is None:
+            return False
+        state = self._control.run_state(int(run.flower_run_id))
+        return state is not None and state.status != "finished"
+
+    def _last_checkpoint(self, run: Run) -> tuple[int, Path | None]:
+        """The latest round whose checkpoint is still on disk (0, None: none)."""
+        for report in sorted(run.rounds, key=lambda r: r.round, reverse=True):
+            if report.round > 0 and report.checkpoint and Path(report.checkpoint).is_file():
+                return report.round, Path(report.checkpoint)
+        return 0, None
+
+    def stop_run(self, run_id: int) -> Run:
+        """Stop a run that has not ended (RunAlreadyFinished otherwise); returns it stopped."""
+        run = self._registry.get_run(run_id)
+        if run.status in TERMINAL_RUN_STATUSES:
+            raise RunAlreadyFinished(f"run {run_id} already ended ({run.status}): nothing to stop")
+        if run.flower_run_id is not None:
+            self._control.stop_run(int(run.flower_run_id))
+        log.info("run_stop_requested", run_id=run_id, flower_run_id=run.flower_run_id)
+        return self._registry.update_run_status(run_id, "stopped", "stopped on request")
+
+    def run_logs(self, run_id: int, *, follow: bool = False) -> Iterator[str]:
+        """The run's ServerApp log (RunNotFound for an unknown run; empty before it started)."""
+        run = self._registry.get_run(run_id)
+        if run.flower_run_id is None:
+            return iter(())
+        return self._control.stream_logs(int(run.flower_run_id), follow=follow)
+
     def start(self) -> None:
         """Begin reconciling run status in the background."""
         self._thread = threading.Thread(target=self._loop, name="run-watch", daemon=True)
@@ -107,6 +221,10 @@ class RunService:
                 state = self._control.run_state(int(flower_run_id))
             except SuperLinkUnreachable:
                 return
+            if state is not None and state.status == "running":
+                # Our ServerApp says so itself; a user's own app does not know our API.
+                self._registry.mark_run_running(run_id)
+                continue
             if state is None or state.status != "finished":
                 continue
             # A ServerApp reports completion itself; reaching here with anything but a

@@ -16,6 +16,7 @@ from fl_coordinator.fleet_strategy import FleetFedAvg, wait_for_nodes
 from fl_coordinator.model_store import ModelStore
 from fl_coordinator.round_recorder import RoundRecorder
 from fl_coordinator.run_reporter import RunReporter
+from fl_coordinator.telemetry import configure_tracing
 from fl_shared.datasets import load_dataset
 from fl_shared.errors import DatasetUnavailableError
 from fl_shared.models import create_model
@@ -46,6 +47,7 @@ def main(grid: Grid, context: Context) -> None:
         raise
     finally:
         reporter.close()
+        configure_tracing().force_flush()  # this process ends with the run
 
 
 def _train(grid: Grid, context: Context, reporter: RunReporter) -> float | None:
@@ -62,6 +64,11 @@ def _train(grid: Grid, context: Context, reporter: RunReporter) -> float | None:
 
     torch.manual_seed(int(cfg["seed"]))
     model = create_model(architecture, NUM_CLASSES)
+    # A resumed run starts from its last checkpoint and continues the round numbering.
+    resumed_from = int(cfg.get("resume-from-round", 0))
+    if resumed_from > 0:
+        model, _meta = ModelStore.load(Path(str(cfg["resume-checkpoint"])))
+        log.info("run_resumed", run_id=run_id, from_round=resumed_from)
     data_dir = str(cfg["server-data-dir"]) or None
     test_data = load_dataset(str(cfg["dataset"]), "test", data_dir=data_dir)
     fraction_evaluate = float(cfg["fraction-evaluate"])
@@ -80,11 +87,14 @@ def _train(grid: Grid, context: Context, reporter: RunReporter) -> float | None:
         strategy=strategy,
         store=ModelStore(Path(str(cfg["model-store"]))),
         reporter=reporter,
+        dataset=str(cfg["dataset"]),
+        data_dir=data_dir,
+        round_offset=resumed_from,
     )
     strategy.start(
         grid=grid,
         initial_arrays=ArrayRecord(model.state_dict()),
-        num_rounds=int(cfg["num-rounds"]),
+        num_rounds=int(cfg["num-rounds"]) - resumed_from,
         timeout=float(cfg["round-timeout"]),
         train_config=ConfigRecord({}),
         evaluate_fn=recorder,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from fl_shared.catalog import DEFAULT_FASHION_MNIST_DIR
 from fl_shared.file_settings import FileSettings
@@ -26,7 +28,14 @@ class CoordinatorSettings(FileSettings):
     heartbeat_interval_s: float = Field(default=15.0, gt=0)
     # Three missed beats (with their ±10 % jitter) before a device counts as offline.
     heartbeat_timeout_s: float = Field(default=50.0, gt=0)
+    # Device states by heartbeat age: online up to stale-after, stale up to offline-after.
+    # None: 2 x heartbeat_interval_s, and heartbeat_timeout_s.
+    device_stale_after_s: float | None = Field(default=None, gt=0)
+    device_offline_after_s: float | None = Field(default=None, gt=0)
     run_poll_interval_s: float = Field(default=2.0, gt=0)
+    # Runs interrupted by a coordinator or SuperLink crash continue from their last
+    # checkpoint when the coordinator starts again (off: they are marked failed).
+    resume_interrupted_runs: bool = True
     insecure: bool = False
     log_level: str = "info"
 
@@ -34,12 +43,54 @@ class CoordinatorSettings(FileSettings):
     def _check(self) -> CoordinatorSettings:
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat_timeout_s must be larger than heartbeat_interval_s")
+        if self.offline_after_s <= self.heartbeat_interval_s:
+            raise ValueError("device_offline_after_s must be larger than heartbeat_interval_s")
+        if self.stale_after_s > self.offline_after_s:
+            raise ValueError(
+                f"device_stale_after_s ({self.stale_after_s:g}) must not be larger than "
+                f"device_offline_after_s ({self.offline_after_s:g})"
+            )
         return self
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(
+                "not a database URL: use sqlite:////path/registry.db or "
+                "postgresql+psycopg://user:password@host:5432/dbname"
+            ) from exc
+        if url.drivername in ("postgres", "postgresql"):
+            # SQLAlchemy's default PostgreSQL driver is psycopg2; we ship psycopg 3.
+            url = url.set(drivername="postgresql+psycopg")
+        if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+            raise ValueError(
+                f"unsupported database {url.drivername!r}: use sqlite:///... or "
+                "postgresql+psycopg://..."
+            )
+        return url.render_as_string(hide_password=False)
 
     @property
     def resolved_database_url(self) -> str:
         """The registry URL: the configured one, else a SQLite file in the state dir."""
         return self.database_url or f"sqlite:///{self.state_dir / 'registry.db'}"
+
+    @property
+    def stale_after_s(self) -> float:
+        """Heartbeat age after which an online device counts as stale."""
+        if self.device_stale_after_s is not None:
+            return self.device_stale_after_s
+        # Never past the offline threshold: equal thresholds simply skip the stale state.
+        return min(2 * self.heartbeat_interval_s, self.offline_after_s)
+
+    @property
+    def offline_after_s(self) -> float:
+        """Heartbeat age after which a device counts as offline."""
+        return self.device_offline_after_s or self.heartbeat_timeout_s
 
     @property
     def model_store_dir(self) -> Path:

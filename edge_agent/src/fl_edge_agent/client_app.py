@@ -125,7 +125,8 @@ def train_handler(msg: Message, context: Context) -> Message:
     run = context.run_config
     server_round = msg.content.config_records["config"].get("server-round", 0)
     assert isinstance(server_round, int)
-    with _activity(context, f"training run {run['registry-run-id']} round {server_round}"):
+    run_round = server_round + int(run.get("resume-from-round", 0))
+    with _activity(context, f"training run {run['registry-run-id']} round {run_round}"):
         model = _model(msg, context)
         data = local_data(context, "train")
         max_samples = int(run["max-train-samples"]) or None
@@ -138,7 +139,7 @@ def train_handler(msg: Message, context: Context) -> Message:
             max_samples=max_samples,
             # A new sample every round, different on every device.
             seed=int(run["seed"]) * 1000
-            + server_round * 97
+            + (server_round + int(run.get("resume-from-round", 0))) * 97
             + int(context.node_config.get("partition-id", 0)),
         )
     metrics = MetricRecord(

@@ -8,11 +8,12 @@ asks the SuperNode's Runtime API (``AcquireTask``) for ClientApp tasks, and runs
 this process with Flower's own task-input/-output calls, so torch, the ClientApp module and
 the device's data stay loaded from one message to the next.
 
-What that costs (see docs/fast-rounds.md): a task's exception becomes an error reply as in
-Flower, but a crash of the interpreter ends this runtime (the agent restarts it); a stopped
-run does not interrupt a handler that is already running; the runtime stays resident
-(~450 MB with torch). The agent's ``clientapp_runtime = "isolated"`` gives Flower's
-per-message processes back.
+Tasks run in up to MAX_CONCURRENT_TASKS worker threads, so one stuck task (its message's
+objects never arrive) does not hold up the others. What that costs (see docs/fast-rounds.md):
+a task's exception becomes an error reply as in Flower, but a crash of the interpreter ends
+this runtime (the agent restarts it); a stopped run does not interrupt a handler that is
+already running; the runtime stays resident (~0.6 GB with torch). The agent's
+``clientapp_runtime = "isolated"`` gives Flower's per-message processes back.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import importlib
 import os
 import signal
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -42,6 +45,12 @@ HOT_POLL_S = 0.05
 IDLE_POLL_S = 1.0
 HOT_WINDOW_S = 60.0
 MAX_RETRY_WAIT_S = 2.0
+# Tasks run in worker threads, so one whose inputs never arrive (e.g. a message of a run
+# that ended while it was being delivered) cannot hold up the next ones.
+MAX_CONCURRENT_TASKS = 4
+# One missing message object is waited for ~5 min (tries 0.5 s apart), not Flower's 2 h.
+MAX_TRIES_PER_OBJECT = 600
+STOP_GRACE_S = 5.0
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,18 +62,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class Interrupted(BaseException):
-    """Raised in the main thread by SIGTERM while a task runs, to abandon it."""
-
-
 class WarmRuntime:
     """Acquires the SuperNode's ClientApp tasks and runs them in this (warm) process."""
 
     def __init__(self, runtime_api_address: str) -> None:
         self.address = runtime_api_address
         self.stopping = False
-        self.busy = False
         self.tasks_run = 0
+        self._running = 0
+        self._lock = threading.Lock()  # guards the counters and the loaded app
+        self._workers = ThreadPoolExecutor(MAX_CONCURRENT_TASKS, thread_name_prefix="task")
         self.last_task_at = float("-inf")
         self._app: Any = None
         self._app_key: str | None = None
@@ -99,6 +106,9 @@ class WarmRuntime:
         log.info("warm_runtime_ready", runtime_api=self.address)
         try:
             while not self.stopping:
+                if self.running >= MAX_CONCURRENT_TASKS:
+                    time.sleep(HOT_POLL_S)
+                    continue
                 try:
                     res = client.AcquireTask(request)
                     retry_wait = 0.0
@@ -109,17 +119,30 @@ class WarmRuntime:
                     continue
                 if res.HasField("task") and res.token:
                     self.last_task_at = time.monotonic()
-                    self.run_task(res.token)
+                    with self._lock:
+                        self._running += 1
+                    self._workers.submit(self.run_task, res.token)
                     continue  # the next message is often already there
                 time.sleep(self.poll_interval())
         finally:
             client.close()
 
+    @property
+    def running(self) -> int:
+        """Tasks being handled right now."""
+        with self._lock:
+            return self._running
+
     def stop(self, _signum: int, _frame: FrameType | None) -> None:
-        """SIGTERM/SIGINT: stop polling; abandon a running task (it is reported failed)."""
+        """SIGTERM/SIGINT: stop acquiring tasks (running ones get STOP_GRACE_S to finish)."""
         self.stopping = True
-        if self.busy:
-            raise Interrupted
+
+    def wait_for_tasks(self, grace_s: float = STOP_GRACE_S) -> int:
+        """Wait up to ``grace_s`` for running tasks; returns how many are still running."""
+        deadline = time.monotonic() + grace_s
+        while self.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.running
 
     def _load_app(self, run: Any, fab: Any) -> Any:
         """The run's ClientApp, loaded once per FAB (an app's modules are imported once)."""
@@ -168,11 +191,11 @@ class WarmRuntime:
         message = context = reply = None
         sub_status, details = SubStatus.FAILED, "ClientApp task interrupted"
         started = time.monotonic()
-        self.busy = True
         try:
             sender.start()
             message, context, run, fab = pull_task_input(client)
-            app = self._load_app(run, fab)
+            with self._lock:
+                app = self._load_app(run, fab)
             reply = app(message=message, context=context)
             sub_status, details = SubStatus.COMPLETED, ""
         except Exception as exc:
@@ -186,7 +209,6 @@ class WarmRuntime:
             if message is not None:
                 reply = Message(Error(code=code, reason=details), reply_to=message)
         finally:
-            self.busy = False
             try:
                 if reply is not None and context is not None:
                     push_message(client, reply, context)
@@ -198,7 +220,9 @@ class WarmRuntime:
             finally:
                 sender.stop()
                 client.close()
-        self.tasks_run += 1
+                with self._lock:
+                    self._running -= 1
+                    self.tasks_run += 1
         log.info(
             "task_done",
             status=sub_status,
@@ -216,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # The SuperNode announces a task before it holds the message's objects; Flower's pull
     # would then back off 1 s, 2 s, ...
-    fast_object_pulls(inflatable_utils)
+    fast_object_pulls(inflatable_utils, max_tries_per_object=MAX_TRIES_PER_OBJECT)
     app_module = importlib.import_module(PRELOAD)
     warm_up = getattr(app_module, "warm_up", None)
     if callable(warm_up):
@@ -227,9 +251,13 @@ def main(argv: list[str] | None = None) -> None:
     runtime = WarmRuntime(args.runtime_api_address)
     signal.signal(signal.SIGTERM, runtime.stop)
     signal.signal(signal.SIGINT, runtime.stop)
-    with contextlib.suppress(Interrupted):
-        runtime.serve()
-    log.info("warm_runtime_stopped", tasks_run=runtime.tasks_run)
+    runtime.serve()
+    left = runtime.wait_for_tasks()
+    log.info("warm_runtime_stopped", tasks_run=runtime.tasks_run, abandoned=left)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Worker threads stuck in a pull must not keep the process alive.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -83,8 +83,12 @@ def _source_has(module: ModuleType, *needles: str) -> bool:
     return all(needle in source for needle in needles)
 
 
-def fast_object_pulls(module: ModuleType) -> bool:
-    """Make ``module.pull_objects`` retry a missing object after 20 ms instead of 1 s."""
+def fast_object_pulls(module: ModuleType, *, max_tries_per_object: int | None = None) -> bool:
+    """Make ``module.pull_objects`` retry a missing object after 20 ms instead of 1 s.
+
+    ``max_tries_per_object`` (at most 0.5 s apart) bounds how long one missing object is
+    waited for; Flower's own limit is 500 tries within 2 h.
+    """
     original = getattr(module, "pull_objects", None)
     if getattr(original, "fl_fast", False):
         return True
@@ -96,6 +100,8 @@ def fast_object_pulls(module: ModuleType) -> bool:
     def pull_objects(*args: Any, **kwargs: Any) -> Any:
         kwargs["initial_backoff"] = min(kwargs.get("initial_backoff", 1.0), FAST_PULL_BACKOFF_S)
         kwargs["backoff_cap"] = min(kwargs.get("backoff_cap", 10.0), FAST_PULL_BACKOFF_CAP_S)
+        if max_tries_per_object is not None:
+            kwargs["max_tries_per_object"] = max_tries_per_object
         return original(*args, **kwargs)
 
     pull_objects.fl_fast = True  # type: ignore[attr-defined]

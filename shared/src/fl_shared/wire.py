@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fl_shared.capabilities import Capabilities
 from fl_shared.catalog import DATASET_NAMES, MODEL_NAMES, PARTITIONER_NAMES
 
 # major.minor: fields are only added within a major version; readers ignore unknown fields.
-WIRE_VERSION = "1.1"
+# 1.2 added Device.status (online/stale/offline/drained/revoked), the device detail and history
+# schemas, and the Run fields attempt, resumed_from_round, stop_requested, app_source,
+# target_labels and selection_policy.
+WIRE_VERSION = "1.2"
 WIRE_MAJOR = 1
 
 RunStatus = Literal["pending", "starting", "running", "completed", "failed", "stopped"]
@@ -20,6 +24,15 @@ SuperNodeState = Literal["starting", "running", "restarting", "crashed", "stoppe
 # How a device runs its ClientApp: "warm" (one resident runtime, fast rounds) or "isolated"
 # (Flower's own fresh process per message).
 ClientAppRuntime = Literal["warm", "isolated"]
+# online: heartbeat within the stale threshold; stale: within the offline threshold; offline:
+# older or none; drained: an administrator keeps it out of new runs; revoked: refused outright.
+DeviceState = Literal["online", "stale", "offline", "drained", "revoked"]
+DEVICE_STATES: tuple[str, ...] = get_args(DeviceState)
+HistoryWindow = Literal["1h", "24h", "7d"]
+HISTORY_WINDOWS_S: dict[str, int] = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400}
+# Label keys an administrator sets: letters, digits and . _ / - (no "=": filters are key=value).
+LABEL_KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}")
+LABEL_VALUE_MAX = 255
 
 
 class WireModel(BaseModel):
@@ -99,6 +112,105 @@ class Device(WireModel):
     supernode_state: str
     last_status: Heartbeat | None = None
     capabilities: Capabilities | None = None
+    # Since wire 1.2 (filled from `online` when an older coordinator leaves it out).
+    status: DeviceState = "offline"
+    status_reason: str = ""
+    drained_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status_from_online(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "status" not in data:
+            return {**data, "status": "online" if data.get("online") else "offline"}
+        return data
+
+
+class HeartbeatSample(WireModel):
+    """One point of a device's heartbeat history; older points summarise ``samples`` beats."""
+
+    at: datetime
+    # 0: one raw heartbeat; 300 or 3600: the mean (max for temperature) of a bucket that long.
+    resolution_s: int = 0
+    samples: int = 1
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    max_temp_c: float | None = None
+    supernode_state: str = ""
+    activity: str = ""
+
+
+class DeviceParticipation(WireModel):
+    """A device's part in one round of one run."""
+
+    run_id: int
+    round: int
+    num_examples: int
+    train_seconds: float
+    train_loss: float
+
+
+class DeviceDetail(Device):
+    """One device with its heartbeat history (when asked for) and the rounds it trained in."""
+
+    heartbeat_history: list[HeartbeatSample] = Field(default_factory=list)
+    participation: list[DeviceParticipation] = Field(default_factory=list)
+
+
+class DevicePage(WireModel):
+    """One page of a device listing, with the number of devices that match the filters."""
+
+    items: list[Device]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+def _check_label_key(key: str) -> str:
+    if not LABEL_KEY_PATTERN.fullmatch(key):
+        raise ValueError(
+            f"label key {key!r} is invalid: use 1-63 letters, digits, '.', '_', '/' or '-', "
+            "starting with a letter or digit"
+        )
+    return key
+
+
+def _check_label_value(key: str, value: str) -> str:
+    if len(value) > LABEL_VALUE_MAX:
+        raise ValueError(f"label {key!r}: value is longer than {LABEL_VALUE_MAX} characters")
+    return value
+
+
+class DeviceLabels(WireModel):
+    """PUT body: the device's complete new set of labels."""
+
+    labels: dict[str, str]
+
+    @field_validator("labels")
+    @classmethod
+    def _valid(cls, value: dict[str, str]) -> dict[str, str]:
+        return {_check_label_key(k): _check_label_value(k, v) for k, v in value.items()}
+
+
+class DeviceLabelsPatch(WireModel):
+    """PATCH body (JSON merge patch): set the labels given, remove those set to null."""
+
+    labels: dict[str, str | None]
+
+    @field_validator("labels")
+    @classmethod
+    def _valid(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        return {
+            _check_label_key(k): None if v is None else _check_label_value(k, v)
+            for k, v in value.items()
+        }
+
+
+class DeviceAdminAction(WireModel):
+    """Body of drain and revoke: why (shown in listings and in the refusal a device gets)."""
+
+    reason: str = Field(default="", max_length=500)
 
 
 class RunRequest(WireModel):
@@ -190,6 +302,13 @@ class Run(WireModel):
     rounds: list[RoundReport]
     final_accuracy: float | None
     checkpoint: str | None
+    # Since wire 1.2.
+    attempt: int = 1
+    resumed_from_round: int = 0
+    stop_requested: bool = False
+    app_source: str = "builtin"
+    target_labels: dict[str, str] = Field(default_factory=dict)
+    selection_policy: str = "fedavg-all"
 
 
 class ErrorBody(WireModel):
