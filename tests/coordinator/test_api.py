@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.coordinator.api_harness import api_harness
 
-from fl_coordinator.api_app import create_app
 from fl_coordinator.errors import SuperLinkUnreachable
 from fl_coordinator.flower_control import FlowerRunState
 from fl_coordinator.registry import Registry
@@ -37,14 +37,9 @@ class FakeControl:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[tuple[TestClient, Registry, FakeControl, CoordinatorSettings]]:
-    settings = CoordinatorSettings(state_dir=tmp_path, insecure=True)
-    registry = Registry(settings.resolved_database_url)
-    registry.create_schema()
     control = FakeControl()
-    service = RunService(registry, control, settings)  # type: ignore[arg-type]
-    with TestClient(create_app(registry, service, settings)) as client:
-        yield client, registry, control, settings
-    registry.close()
+    with api_harness(tmp_path, control) as harness:
+        yield harness.client, harness.registry, control, harness.settings
 
 
 def test_device_register_heartbeat_list(env: Any) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flwr.app import MessageType, RecordDict
+from flwr.app import ConfigRecord, MessageType, RecordDict
 
 from fl_coordinator.device_wake_up import WAKE_UP_GROUP, wake_up_devices
 
 
 class Reply:
-    def __init__(self, src: int, error: bool = False) -> None:
+    def __init__(self, src: int, error: bool = False, device_id: str | None = None) -> None:
         self.metadata = type("Metadata", (), {"src_node_id": src})()
         self._error = error
+        records = {} if device_id is None else {"device": ConfigRecord({"device-id": device_id})}
+        self.content = RecordDict(records)
 
     def has_error(self) -> bool:
         return self._error
@@ -39,10 +41,11 @@ class RecordingGrid:
 
 
 def test_every_node_gets_one_query_and_answers_are_counted() -> None:
-    grid = RecordingGrid([Reply(11), Reply(12, error=True)])
-    answered = wake_up_devices(grid, [11, 12, 13], timeout_s=7.5)  # type: ignore[arg-type]
-    assert answered == {11}  # 12 replied with an error, 13 did not reply in time
-    assert [m["dst"] for m in grid.sent] == [11, 12, 13]
+    grid = RecordingGrid([Reply(11, device_id="dev-a"), Reply(12, error=True), Reply(14)])
+    answered = wake_up_devices(grid, [11, 12, 13, 14], timeout_s=7.5)  # type: ignore[arg-type]
+    # 12 replied with an error, 13 did not reply in time, 14's ClientApp did not say who it is
+    assert answered == {11: "dev-a", 14: ""}
+    assert [m["dst"] for m in grid.sent] == [11, 12, 13, 14]
     assert {m["type"] for m in grid.sent} == {MessageType.QUERY}
     assert {m["group"] for m in grid.sent} == {WAKE_UP_GROUP}
     assert grid.sent[0]["content"].config_records["config"]["purpose"] == WAKE_UP_GROUP
@@ -51,5 +54,5 @@ def test_every_node_gets_one_query_and_answers_are_counted() -> None:
 
 def test_no_devices_sends_nothing() -> None:
     grid = RecordingGrid([])
-    assert wake_up_devices(grid, [], timeout_s=1.0) == set()  # type: ignore[arg-type]
+    assert wake_up_devices(grid, [], timeout_s=1.0) == {}  # type: ignore[arg-type]
     assert grid.sent == []

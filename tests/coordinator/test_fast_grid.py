@@ -105,3 +105,11 @@ def test_everything_else_is_the_wrapped_grids() -> None:
     assert grid.create_message(RecordDict(), "train", 11, "1") == "message"  # type: ignore[comparison-overlap]
     assert grid.wrapped is inner  # type: ignore[comparison-overlap]
     assert "set_run" in inner.calls and "create_message('train', 11, '1', None)" in inner.calls
+
+
+def test_a_restricted_grid_only_sees_the_allowed_nodes() -> None:
+    inner = ScriptedGrid([], {})
+    grid = _grid(inner, FakeTime())
+    grid.restrict_to([12, 99])
+    assert list(grid.get_node_ids()) == [12]
+    assert [n.node_id for n in grid.get_nodes()] == [12]

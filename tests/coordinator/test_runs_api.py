@@ -9,14 +9,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from tests.coordinator.api_harness import api_harness
 
-from fl_coordinator.api_app import create_app
 from fl_coordinator.errors import SuperLinkUnreachable
 from fl_coordinator.flctl import Api, CliError, execute
 from fl_coordinator.flctl import _parser as flctl_parser
 from fl_coordinator.registry import Registry
-from fl_coordinator.run_service import RunService
-from fl_coordinator.settings import CoordinatorSettings
 
 
 class FakeControl:
@@ -47,14 +45,9 @@ class FakeControl:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[tuple[TestClient, Registry, FakeControl]]:
-    settings = CoordinatorSettings(state_dir=tmp_path, insecure=True)
-    registry = Registry(settings.resolved_database_url)
-    registry.create_schema()
     control = FakeControl()
-    service = RunService(registry, control, settings)  # type: ignore[arg-type]
-    with TestClient(create_app(registry, service, settings)) as client:
-        yield client, registry, control
-    registry.close()
+    with api_harness(tmp_path, control) as harness:
+        yield harness.client, harness.registry, control
 
 
 def test_stop_a_running_run_then_stopping_again_is_409(env: Any) -> None:

@@ -12,13 +12,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from flwr.cli.build import build_fab_from_disk
+from tests.coordinator.api_harness import api_harness
 
-from fl_coordinator.api_app import create_app
 from fl_coordinator.flctl_api import CliError
 from fl_coordinator.flctl_runs import _build_app, _overrides
-from fl_coordinator.registry import Registry
-from fl_coordinator.run_service import RunService
-from fl_coordinator.settings import CoordinatorSettings
 from fl_coordinator.user_app import InvalidApp, check_overrides, inspect_app
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "byo-app"
@@ -99,14 +96,9 @@ class FakeControl:
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[TestClient, FakeControl]]:
-    settings = CoordinatorSettings(state_dir=tmp_path, insecure=True)
-    registry = Registry(settings.resolved_database_url)
-    registry.create_schema()
     control = FakeControl()
-    service = RunService(registry, control, settings)  # type: ignore[arg-type]
-    with TestClient(create_app(registry, service, settings)) as client:
-        yield client, control
-    registry.close()
+    with api_harness(tmp_path, control) as harness:
+        yield harness.client, control
 
 
 def test_rest_runs_an_app_and_labels_the_run(api: Any) -> None:

@@ -201,6 +201,29 @@ def test_your_own_flower_app_runs_on_the_fleet(fleet: LocalFleet) -> None:
     assert "example/my-fleet-app@1.0.0" in listed
 
 
+def test_drained_and_unlabelled_devices_stay_out_of_new_runs(fleet: LocalFleet) -> None:
+    devices = {
+        d["name"]: d["device_id"] for d in httpx.get(f"{fleet.api_url}/api/v1/devices").json()
+    }
+    drained = _flctl(fleet, "devices", "drain", devices["device-1"])
+    assert drained.returncode == 0, drained.stderr
+    try:
+        request = {"model": "mlp", "dataset": "digits", "num_rounds": 1, "min_devices": 1}
+        run = wait_run(fleet, fleet.start_run(request)["run_id"])
+        assert run["status"] == "completed", run["detail"]
+        assert [d["device_id"] for d in run["rounds"][-1]["devices"]] == [devices["device-0"]]
+
+        too_few = wait_run(fleet, fleet.start_run({**request, "min_devices": 2})["run_id"])
+        assert too_few["status"] == "failed"
+        assert "may take part" in too_few["detail"] and "undrain" in too_few["detail"]
+    finally:
+        assert _flctl(fleet, "devices", "undrain", devices["device-1"]).returncode == 0
+    labelled = wait_run(
+        fleet, fleet.start_run({**request, "target_labels": {"site": "nowhere"}})["run_id"]
+    )
+    assert labelled["status"] == "failed" and "target labels" in labelled["detail"]
+
+
 def test_unknown_model_is_rejected_by_the_real_server(fleet: LocalFleet) -> None:
     answer = httpx.post(f"{fleet.api_url}/api/v1/runs", json={"model": "vgg99"})
     assert answer.status_code == 422

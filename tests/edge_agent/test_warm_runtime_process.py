@@ -199,3 +199,16 @@ def test_runtime_is_running_once_it_wrote_its_ready_file(
         assert warm.state == "running"
     finally:
         warm.stop(grace_s=1.0)
+
+
+def test_a_task_that_crashes_frees_its_worker_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = WarmRuntime("127.0.0.1:9")
+
+    def boom(token: str) -> None:
+        raise RuntimeError(f"cannot reach the SuperNode for {token}")
+
+    monkeypatch.setattr(runtime, "_run_task", boom)
+    runtime._running = 1  # what serve() counts before it hands the task to a worker
+    runtime.run_task("t-1")
+    assert runtime.running == 0 and runtime.tasks_run == 1
+    assert runtime.wait_for_tasks(grace_s=0.1) == 0

@@ -9,10 +9,19 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from fl_coordinator import __version__, routes_devices, routes_models, routes_runs
+from fl_coordinator.errors import (
+    DeviceNotFound,
+    DeviceRevoked,
+    RunAlreadyFinished,
+    RunNotFound,
+    SuperLinkUnreachable,
+)
+from fl_coordinator.model_store import ModelNotFound
 from fl_coordinator.registry import Registry
 from fl_coordinator.run_service import RunService
 from fl_coordinator.settings import CoordinatorSettings
 from fl_coordinator.telemetry import TracingMiddleware
+from fl_coordinator.user_app import InvalidApp
 from fl_shared.wire import ErrorBody
 
 
@@ -55,6 +64,26 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
 
 
+# Domain errors a route lets through, as HTTP answers (first match wins).
+DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
+    (RunNotFound, 404, "not_found"),
+    (DeviceNotFound, 404, "not_found"),
+    (ModelNotFound, 404, "not_found"),
+    (DeviceRevoked, 403, "forbidden"),
+    (RunAlreadyFinished, 409, "conflict"),
+    (InvalidApp, 422, "invalid_request"),
+    (SuperLinkUnreachable, 503, "unavailable"),
+)
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    for kind, code, name in DOMAIN_ERRORS:
+        if isinstance(exc, kind):
+            body = ErrorBody(error=name, detail=str(exc))
+            return JSONResponse(body.model_dump(), status_code=code)
+    raise exc
+
+
 def create_app(
     registry: Registry, run_service: RunService, settings: CoordinatorSettings
 ) -> FastAPI:
@@ -65,6 +94,8 @@ def create_app(
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    for kind, _code, _name in DOMAIN_ERRORS:
+        app.add_exception_handler(kind, _domain_error)
     app.add_middleware(TracingMiddleware)  # a span per request (exported only if configured)
     app.include_router(routes_devices.router)
     app.include_router(routes_runs.router)

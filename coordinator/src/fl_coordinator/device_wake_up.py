@@ -18,8 +18,12 @@ log = structlog.get_logger(__name__)
 WAKE_UP_GROUP = "wake-up"
 
 
-def wake_up_devices(grid: Grid, node_ids: Iterable[int], timeout_s: float) -> set[int]:
-    """Send each node a wake-up query; return the nodes that answered within ``timeout_s``."""
+def wake_up_devices(grid: Grid, node_ids: Iterable[int], timeout_s: float) -> dict[int, str]:
+    """Send each node a wake-up query; return {node id: device id} of those that answered.
+
+    Our ClientApp answers with its device id (node config ``device-id``); a device whose
+    ClientApp does not say is mapped to "".
+    """
     messages = [
         grid.create_message(
             RecordDict({"config": ConfigRecord({"purpose": WAKE_UP_GROUP})}),
@@ -30,7 +34,13 @@ def wake_up_devices(grid: Grid, node_ids: Iterable[int], timeout_s: float) -> se
         for node_id in node_ids
     ]
     replies = list(grid.send_and_receive(messages, timeout=timeout_s))
-    answered = {m.metadata.src_node_id for m in replies if not m.has_error()}
+    answered = {
+        int(m.metadata.src_node_id): str(
+            m.content.config_records.get("device", ConfigRecord()).get("device-id", "")
+        )
+        for m in replies
+        if not m.has_error()
+    }
     log.info(
         "devices_woken",
         asked=len(messages),

@@ -43,6 +43,7 @@ class FastGrid(Grid):
         self.poll_s = poll_s
         self._clock = clock
         self._sleep = sleep
+        self._allowed: set[int] | None = None
         _patch_grid_object_pulls()
 
     @property
@@ -70,13 +71,19 @@ class FastGrid(Grid):
         """Create a message (on the wrapped grid)."""
         return self._grid.create_message(content, message_type, dst_node_id, group_id, ttl)
 
+    def restrict_to(self, node_ids: Iterable[int]) -> None:
+        """From now on only these nodes count as online (the run's eligible devices)."""
+        self._allowed = set(node_ids)
+
     def get_node_ids(self) -> Iterable[int]:
-        """Node ids of the online nodes (from the wrapped grid)."""
-        return self._grid.get_node_ids()
+        """Node ids of the online nodes (from the wrapped grid; only allowed ones, if set)."""
+        ids = self._grid.get_node_ids()
+        return ids if self._allowed is None else [n for n in ids if n in self._allowed]
 
     def get_nodes(self) -> Iterable[NodeInfo]:
-        """Node information (from the wrapped grid)."""
-        return self._grid.get_nodes()
+        """Node information (from the wrapped grid; only allowed nodes, if set)."""
+        nodes = self._grid.get_nodes()
+        return nodes if self._allowed is None else [n for n in nodes if n.node_id in self._allowed]
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         """Push messages (through the wrapped grid)."""

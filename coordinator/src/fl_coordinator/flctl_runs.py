@@ -33,6 +33,13 @@ def add_commands(sub: Any) -> None:
     start.add_argument("--max-train-samples", type=int, default=0, help="per device and round")
     start.add_argument("--device-wait-timeout", type=float, default=120.0)
     start.add_argument("--seed", type=int, default=42)
+    start.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only devices with this label take part (repeatable; drained devices never do)",
+    )
     start.add_argument("--wait", action="store_true", help="follow the run until it ends")
     start.add_argument(
         "--app",
@@ -165,6 +172,7 @@ def execute(args: argparse.Namespace, api: Api, out: TextIO) -> int:
                 "max_train_samples": args.max_train_samples,
                 "device_wait_timeout_s": args.device_wait_timeout,
                 "seed": args.seed,
+                "target_labels": _labels(args.label),
             },
         )
     if getattr(args, "wait", False):
@@ -179,6 +187,17 @@ def _follow(api: Api, run: dict[str, Any]) -> dict[str, Any]:
         time.sleep(1.0)
         run = api.call("GET", f"/api/v1/runs/{run['run_id']}")
     return run
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    """KEY=VALUE pairs as a dict; CliError for anything else."""
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--label {pair!r}: expected KEY=VALUE", 2)
+        labels[key.strip()] = value.strip()
+    return labels
 
 
 def _build_app(path: Path) -> str:

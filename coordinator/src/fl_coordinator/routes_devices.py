@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from fl_coordinator.api_deps import RegistryDep, SettingsDep
-from fl_coordinator.errors import DeviceNotFound, DeviceRevoked
+from fl_coordinator.errors import DeviceRevoked
 from fl_coordinator.registry import DeviceFilter, utc_now
 from fl_shared.capabilities import Capabilities
 from fl_shared.wire import (
@@ -50,10 +50,6 @@ def _check_version(schema_version: str) -> None:
 
 def _forbidden(exc: DeviceRevoked) -> HTTPException:
     return HTTPException(status.HTTP_403_FORBIDDEN, str(exc))
-
-
-def _not_found(exc: DeviceNotFound) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
 
 
 def _label_filters(raw: list[str]) -> dict[str, str]:
@@ -178,10 +174,7 @@ def show_device(
     ] = None,
 ) -> DeviceDetail:
     """One device: capabilities, last heartbeat, the rounds it trained in, and its history."""
-    try:
-        return registry.device_detail(device_id, history=history)
-    except DeviceNotFound as exc:
-        raise _not_found(exc) from exc
+    return registry.device_detail(device_id, history=history)
 
 
 @router.get("/{device_id}/heartbeats", response_model=list[HeartbeatSample], responses=NOT_FOUND)
@@ -189,61 +182,40 @@ def device_heartbeats(
     device_id: str, registry: RegistryDep, window: HistoryWindow = "1h"
 ) -> list[HeartbeatSample]:
     """The device's heartbeat history for a chart, oldest first (summaries beyond an hour)."""
-    try:
-        return registry.heartbeat_history(device_id, window)
-    except DeviceNotFound as exc:
-        raise _not_found(exc) from exc
+    return registry.heartbeat_history(device_id, window)
 
 
 @router.put("/{device_id}/labels", response_model=Device, responses=NOT_FOUND)
 def put_labels(device_id: str, body: DeviceLabels, registry: RegistryDep) -> Device:
     """Replace every label of the device."""
-    try:
-        return registry.set_labels(device_id, body.labels)
-    except DeviceNotFound as exc:
-        raise _not_found(exc) from exc
+    return registry.set_labels(device_id, body.labels)
 
 
 @router.patch("/{device_id}/labels", response_model=Device, responses=NOT_FOUND)
 def patch_labels(device_id: str, body: DeviceLabelsPatch, registry: RegistryDep) -> Device:
     """Set the labels given and remove those given as null; others stay."""
-    try:
-        return registry.patch_labels(device_id, body.labels)
-    except DeviceNotFound as exc:
-        raise _not_found(exc) from exc
+    return registry.patch_labels(device_id, body.labels)
 
 
 @router.post("/{device_id}/drain", response_model=Device, responses=NOT_FOUND)
 def drain(device_id: str, registry: RegistryDep, body: DeviceAdminAction | None = None) -> Device:
     """Keep the device out of new runs; it keeps heartbeating and finishes what it runs."""
-    try:
-        return registry.drain(device_id, (body or DeviceAdminAction()).reason)
-    except DeviceNotFound as exc:
-        raise _not_found(exc) from exc
+    return registry.drain(device_id, (body or DeviceAdminAction()).reason)
 
 
 @router.post("/{device_id}/undrain", response_model=Device, responses=NOT_FOUND)
 def undrain(device_id: str, registry: RegistryDep) -> Device:
     """Let the device take part in new runs again."""
-    try:
-        return registry.undrain(device_id)
-    except DeviceNotFound as exc:
-        raise _not_found(exc) from exc
+    return registry.undrain(device_id)
 
 
 @router.post("/{device_id}/revoke", response_model=Device, responses=NOT_FOUND)
 def revoke(device_id: str, registry: RegistryDep, body: DeviceAdminAction | None = None) -> Device:
     """Refuse the device from now on: its registrations and heartbeats get 403."""
-    try:
-        return registry.revoke(device_id, (body or DeviceAdminAction()).reason)
-    except DeviceNotFound as exc:
-        raise _not_found(exc) from exc
+    return registry.revoke(device_id, (body or DeviceAdminAction()).reason)
 
 
 @router.post("/{device_id}/unrevoke", response_model=Device, responses=NOT_FOUND)
 def unrevoke(device_id: str, registry: RegistryDep) -> Device:
     """Accept a revoked device again."""
-    try:
-        return registry.unrevoke(device_id)
-    except DeviceNotFound as exc:
-        raise _not_found(exc) from exc
+    return registry.unrevoke(device_id)

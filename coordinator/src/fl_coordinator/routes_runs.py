@@ -13,8 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from fl_coordinator.api_deps import RegistryDep, RunServiceDep
-from fl_coordinator.errors import RunAlreadyFinished, RunNotFound, SuperLinkUnreachable
-from fl_coordinator.user_app import InvalidApp
+from fl_coordinator.errors import SuperLinkUnreachable
 from fl_shared.wire import RoundReport, Run, RunRequest, RunStatusReport
 
 HTTP_422 = 422  # starlette renamed the constant; the number is the contract
@@ -25,10 +24,7 @@ router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Run)
 def start_run(body: RunRequest, service: RunServiceDep) -> Run:
     """Start a training run on the fleet."""
-    try:
-        return service.start_run(body)
-    except SuperLinkUnreachable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    return service.start_run(body)
 
 
 class AppRunRequest(BaseModel):
@@ -51,12 +47,7 @@ def start_app_run(body: AppRunRequest, service: RunServiceDep) -> Run:
         fab = base64.b64decode(body.fab_base64, validate=True)
     except binascii.Error as exc:
         raise HTTPException(HTTP_422, f"fab_base64 is not valid base64: {exc}") from exc
-    try:
-        return service.start_app_run(fab, body.config)
-    except InvalidApp as exc:
-        raise HTTPException(HTTP_422, str(exc)) from exc
-    except SuperLinkUnreachable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    return service.start_app_run(fab, body.config)
 
 
 @router.get("", response_model=list[Run])
@@ -68,36 +59,19 @@ def list_runs(registry: RegistryDep) -> list[Run]:
 @router.get("/{run_id}", response_model=Run)
 def show_run(run_id: int, registry: RegistryDep) -> Run:
     """One run with its per-round metrics."""
-    try:
-        return registry.get_run(run_id)
-    except RunNotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    return registry.get_run(run_id)
 
 
 @router.post("/{run_id}/stop", response_model=Run)
 def stop_run(run_id: int, service: RunServiceDep) -> Run:
     """Stop a run that has not ended; 409 if it already has."""
-    try:
-        return service.stop_run(run_id)
-    except RunNotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except RunAlreadyFinished as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except SuperLinkUnreachable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    return service.stop_run(run_id)
 
 
 @router.post("/{run_id}/resume", response_model=Run)
 def resume_run(run_id: int, service: RunServiceDep) -> Run:
     """Continue a failed or stopped run from its last checkpoint; 409 if there is nothing to."""
-    try:
-        return service.resume_run(run_id)
-    except RunNotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except RunAlreadyFinished as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except SuperLinkUnreachable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    return service.resume_run(run_id)
 
 
 @router.get(
@@ -111,10 +85,7 @@ def run_logs(
     follow: Annotated[bool, Query(description="keep streaming until the run ends")] = False,
 ) -> StreamingResponse:
     """The run's ServerApp log as plain text; with ``follow=true``, live until the run ends."""
-    try:
-        lines = service.run_logs(run_id, follow=follow)
-    except RunNotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    lines = service.run_logs(run_id, follow=follow)
     return StreamingResponse(_safe(lines), media_type="text/plain; charset=utf-8")
 
 
@@ -127,15 +98,20 @@ def _safe(lines: Iterator[str]) -> Iterator[str]:
 
 
 def _authorize(registry: RegistryDep, run_id: int, token: str | None) -> None:
-    try:
-        expected = registry.report_token(run_id)
-    except RunNotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    expected = registry.report_token(run_id)  # RunNotFound: 404
     if token is None or not hmac.compare_digest(token, expected):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong X-Run-Token")
 
 
 RunToken = Annotated[str | None, Header(alias="X-Run-Token")]
+
+
+@router.get("/{run_id}/eligible-devices", response_model=list[str])
+def eligible_devices(run_id: int, registry: RegistryDep, token: RunToken = None) -> list[str]:
+    """For the run's ServerApp: the device ids it may train on (not drained or revoked, not
+    offline, carrying the run's target labels)."""
+    _authorize(registry, run_id, token)
+    return registry.eligible_device_ids(registry.get_run(run_id).target_labels)
 
 
 @router.post("/{run_id}/rounds", status_code=status.HTTP_204_NO_CONTENT)

@@ -54,6 +54,16 @@ class RunReporter:
         )
         self._post(f"/api/v1/runs/{self.run_id}/rounds", report.model_dump_json())
 
+    def eligible_devices(self) -> set[str] | None:
+        """Device ids this run may use, as the registry says now (None: not reachable)."""
+        try:
+            response = self._client.get(f"/api/v1/runs/{self.run_id}/eligible-devices")
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            log.warning("eligible_devices_unavailable", run_id=self.run_id, error=str(exc))
+            return None
+        return {str(device_id) for device_id in response.json()}
+
     def status(self, status: RunStatus, detail: str = "") -> None:
         """Report a status change."""
         body = RunStatusReport(status=status, detail=detail).model_dump_json()

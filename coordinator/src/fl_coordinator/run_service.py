@@ -70,7 +70,7 @@ class RunService:
 
     def start_run(self, request: RunRequest) -> Run:
         """Record the run, hand it to the SuperLink, return it as it stands."""
-        run_id, token = self._registry.create_run(request)
+        run_id, token = self._registry.create_run(request, target_labels=request.target_labels)
         path = token_file(self._settings, run_id)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write_bytes(path, token.encode(), mode=0o600)

@@ -59,7 +59,8 @@ def _train(grid: Grid, context: Context, reporter: RunReporter) -> float | None:
     reporter.status("running", f"waiting for {min_devices} devices")
     node_ids = wait_for_nodes(grid, min_devices, wait_timeout)
     grid = FastGrid(grid)
-    wake_up_devices(grid, node_ids, min(WAKE_UP_TIMEOUT_S, wait_timeout))
+    devices = wake_up_devices(grid, node_ids, min(WAKE_UP_TIMEOUT_S, wait_timeout))
+    _keep_to_eligible_devices(grid, devices, reporter, min_devices)
     reporter.status("running", "training")
 
     torch.manual_seed(int(cfg["seed"]))
@@ -100,3 +101,21 @@ def _train(grid: Grid, context: Context, reporter: RunReporter) -> float | None:
         evaluate_fn=recorder,
     )
     return recorder.reports[-1].eval_accuracy if recorder.reports else None
+
+
+def _keep_to_eligible_devices(
+    grid: FastGrid, devices: dict[int, str], reporter: RunReporter, min_devices: int
+) -> None:
+    """Train only on devices the registry allows (not drained/revoked, the run's labels)."""
+    eligible = reporter.eligible_devices()
+    if eligible is None:
+        return  # registry unreachable: Flower's view of the fleet stands
+    allowed = [node for node, device in devices.items() if device in eligible]
+    log.info("devices_selected", eligible=len(allowed), answered=len(devices))
+    if len(allowed) < min_devices:
+        raise NotEnoughDevices(
+            f"only {len(allowed)} of the connected devices may take part (not drained or "
+            f"revoked, with the run's target labels); the run needs {min_devices}: undrain "
+            "devices, label more of them, or lower min_devices"
+        )
+    grid.restrict_to(allowed)

@@ -173,6 +173,17 @@ class WarmRuntime:
             sys.path.remove(prefix)
 
     def run_task(self, token: str) -> None:
+        """Run one acquired task (in a worker thread); the running count always goes down."""
+        try:
+            self._run_task(token)
+        except Exception:
+            log.exception("task_crashed")
+        finally:
+            with self._lock:
+                self._running -= 1
+                self.tasks_run += 1
+
+    def _run_task(self, token: str) -> None:
         """Flower's run_clientapp body, minus the process start and the exit at the end."""
         from flwr.app import Message
         from flwr.app.error import Error
@@ -220,14 +231,10 @@ class WarmRuntime:
             finally:
                 sender.stop()
                 client.close()
-                with self._lock:
-                    self._running -= 1
-                    self.tasks_run += 1
         log.info(
             "task_done",
             status=sub_status,
             seconds=round(time.monotonic() - started, 3),
-            tasks_run=self.tasks_run,
         )
 
 

@@ -232,6 +232,9 @@ class RunRequest(WireModel):
     device_wait_timeout_s: float = Field(default=120.0, gt=0)
     round_timeout_s: float = Field(default=900.0, gt=0)
     seed: int = 42
+    # Since wire 1.2: only devices carrying all these labels take part (drained and revoked
+    # devices never do).
+    target_labels: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("model")
     @classmethod
