@@ -413,8 +413,10 @@ def test_run_options_defaults_and_changes(registry: Registry) -> None:
         "capability-aware",
     )
     assert registry.request_run_stop(custom).stop_requested
-    resumed = registry.set_run_attempt(custom, attempt=2, resumed_from_round=3)
+    registry.update_run_status(custom, "stopped")
+    resumed = registry.reopen_run(custom, resumed_from_round=3, detail="resuming from round 3")
     assert (resumed.attempt, resumed.resumed_from_round) == (2, 3)
+    assert (resumed.status, resumed.finished_at, resumed.stop_requested) == ("pending", None, False)
     assert registry.get_run(plain).stop_requested is False
 
 

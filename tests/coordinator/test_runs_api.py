@@ -55,7 +55,7 @@ def test_stop_a_running_run_then_stopping_again_is_409(env: Any) -> None:
     run_id = client.post("/api/v1/runs", json={}).json()["run_id"]
     answer = client.post(f"/api/v1/runs/{run_id}/stop")
     assert answer.status_code == 200
-    assert answer.json()["status"] == "stopped"
+    assert answer.json()["status"] == "stopped" and answer.json()["stop_requested"]
     assert control.stopped == [4242]
     assert registry.get_run(run_id).finished_at is not None
     again = client.post(f"/api/v1/runs/{run_id}/stop")

@@ -761,17 +761,6 @@ class Registry:
 
         return self._write(work)
 
-    def set_run_attempt(self, run_id: int, attempt: int, resumed_from_round: int) -> Run:
-        """Record that a run is being retried, and from which round it resumes."""
-
-        def work(session: Session) -> Run:
-            row = self._run_row(session, run_id)
-            row.attempt = attempt
-            row.resumed_from_round = resumed_from_round
-            return self._run(session, row)
-
-        return self._write(work)
-
     def reopen_run(self, run_id: int, resumed_from_round: int, detail: str) -> Run:
         """An ended (failed/stopped) run starts again: next attempt, pending, not finished."""
 

@@ -182,6 +182,7 @@ class RunService:
         run = self._registry.get_run(run_id)
         if run.status in TERMINAL_RUN_STATUSES:
             raise RunAlreadyFinished(f"run {run_id} already ended ({run.status}): nothing to stop")
+        self._registry.request_run_stop(run_id)
         if run.flower_run_id is not None:
             self._control.stop_run(int(run.flower_run_id))
         log.info("run_stop_requested", run_id=run_id, flower_run_id=run.flower_run_id)
