@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from fl_coordinator import __version__, routes_devices, routes_models, routes_runs
+from fl_coordinator.body_limit import BodyLimitMiddleware
 from fl_coordinator.errors import (
     DeviceNotFound,
     DeviceRevoked,
@@ -96,6 +97,7 @@ def create_app(
     app.add_exception_handler(HTTPException, _http_error)
     for kind, _code, _name in DOMAIN_ERRORS:
         app.add_exception_handler(kind, _domain_error)
+    app.add_middleware(BodyLimitMiddleware)  # oversized bodies: 413 before any parsing
     app.add_middleware(TracingMiddleware)  # a span per request (exported only if configured)
     app.include_router(routes_devices.router)
     app.include_router(routes_runs.router)
