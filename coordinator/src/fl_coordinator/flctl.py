@@ -7,12 +7,12 @@ Each command group lives in its own module (``flctl_devices``, ``flctl_runs``, .
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import TextIO
 
 from fl_coordinator import flctl_devices, flctl_models, flctl_runs
 from fl_coordinator.flctl_api import EXIT_UNREACHABLE, EXIT_USAGE, Api, CliError
+from fl_coordinator.flctl_config import resolve
 
 __all__ = ["EXIT_UNREACHABLE", "EXIT_USAGE", "Api", "CliError", "execute", "main"]
 
@@ -23,8 +23,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flctl", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--url",
-        default=os.environ.get("FLCTL_URL", "http://127.0.0.1:8080"),
-        help="coordinator REST API (env FLCTL_URL; default http://127.0.0.1:8080)",
+        default=None,
+        help="coordinator REST API (else env FLCTL_URL, else `url` in the config file, "
+        "else http://127.0.0.1:8080)",
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="API token, sent as a bearer token (else env FLCTL_TOKEN, else `token` in the "
+        "config file: $FLCTL_CONFIG or ~/.config/flctl/config.toml)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     sub = parser.add_subparsers(dest="resource", required=True)
@@ -42,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `flctl`."""
     args = _parser().parse_args(argv)
     try:
-        return execute(args, Api(args.url), sys.stdout)
+        connection = resolve(args.url, args.token)
+        return execute(args, Api(connection.url, token=connection.token), sys.stdout)
     except CliError as exc:
         print(f"flctl: {exc}", file=sys.stderr)
         return exc.code

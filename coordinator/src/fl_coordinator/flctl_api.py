@@ -24,9 +24,14 @@ class CliError(Exception):
 class Api:
     """The few REST calls flctl makes."""
 
-    def __init__(self, url: str, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, url: str, transport: httpx.BaseTransport | None = None, *, token: str | None = None
+    ) -> None:
         self.url = url.rstrip("/")
-        self._client = httpx.Client(base_url=self.url, timeout=30.0, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(
+            base_url=self.url, timeout=30.0, transport=transport, headers=headers
+        )
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One JSON request; CliError with the server's detail on failure."""

@@ -40,7 +40,12 @@ def add_commands(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="only devices with this label take part (repeatable; drained devices never do)",
     )
-    start.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    start.add_argument("--wait", action="store_true", help="wait quietly until the run ends")
+    start.add_argument(
+        "--follow",
+        action="store_true",
+        help="show each round's accuracy on a progress bar as it lands, then the outcome",
+    )
     start.add_argument(
         "--app",
         type=Path,
@@ -69,7 +74,8 @@ def add_commands(sub: Any) -> None:
         epilog="example: flctl runs resume 7 --wait",
     )
     resume.add_argument("run_id", type=int)
-    resume.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    resume.add_argument("--wait", action="store_true", help="wait quietly until the run ends")
+    resume.add_argument("--follow", action="store_true", help="show rounds as they land")
     logs = runs.add_parser(
         "logs",
         help="the run's ServerApp log",
@@ -175,7 +181,9 @@ def execute(args: argparse.Namespace, api: Api, out: TextIO) -> int:
                 "target_labels": _labels(args.label),
             },
         )
-    if getattr(args, "wait", False):
+    if getattr(args, "follow", False):
+        run = follow_progress(api, run, out, quiet=args.json)
+    elif getattr(args, "wait", False):
         run = _follow(api, run)
     dump_json(run, out) if args.json else print_run(run, out)
     return EXIT_OK if run["status"] != "failed" else EXIT_FAILURE
@@ -198,6 +206,44 @@ def _labels(pairs: list[str]) -> dict[str, str]:
             raise CliError(f"--label {pair!r}: expected KEY=VALUE", 2)
         labels[key.strip()] = value.strip()
     return labels
+
+
+def progress_line(round_report: dict[str, Any], total: int | None, width: int = 20) -> str:
+    """One round as a line with a text progress bar (readable in a terminal and in a log)."""
+    number = int(round_report["round"])
+    if total:
+        done = min(width, round(width * number / total))
+        bar = f"[{'#' * done}{'.' * (width - done)}] {number}/{total}"
+    else:
+        bar = f"round {number}"
+    return (
+        f"{bar}  accuracy {fmt(round_report.get('eval_accuracy'))}  "
+        f"devices {len(round_report.get('devices') or [])}  "
+        f"{fmt(round_report.get('seconds'), 1)} s"
+    )
+
+
+def follow_progress(
+    api: Api, run: dict[str, Any], out: TextIO, *, quiet: bool = False, poll_s: float = 1.0
+) -> dict[str, Any]:
+    """Print each new round as it is recorded, then the outcome; returns the ended run."""
+    total = run["request"]["num_rounds"] if run.get("app_source", "builtin") == "builtin" else None
+    shown: set[int] = set()
+    while True:
+        for report in sorted(run["rounds"], key=lambda r: r["round"]):
+            if report["round"] > 0 and report["round"] not in shown:
+                shown.add(report["round"])
+                if not quiet:
+                    out.write(progress_line(report, total) + "\n")
+                    out.flush()
+        if run["status"] in TERMINAL_RUN_STATUSES:
+            break
+        time.sleep(poll_s)
+        run = api.call("GET", f"/api/v1/runs/{run['run_id']}")
+    if not quiet:
+        detail = f": {run['detail']}" if run["detail"] else ""
+        out.write(f"run {run['run_id']} {run['status']}{detail}\n")
+    return run
 
 
 def _build_app(path: Path) -> str:
