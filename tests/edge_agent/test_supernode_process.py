@@ -6,9 +6,7 @@ Flower is never started: the tests replace ``argv()`` with small Python children
 from __future__ import annotations
 
 import os
-import random
 import signal
-import sys
 import time
 import tomllib
 from collections.abc import Callable
@@ -16,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.edge_agent.child_helpers import FakeClock, MaxRandom, python_child, wait_until
 
 from fl_edge_agent.supernode_process import SuperNodeProcess
 from fl_shared.backoff import Backoff
@@ -27,21 +26,6 @@ NODE_CONFIG: dict[str, Any] = {
     "num-partitions": 4,
     "torch-threads": 0,
 }
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class MaxRandom(random.Random):
-    """Always draws the top of the range, so a Backoff waits exactly its ceiling."""
-
-    def uniform(self, a: float, b: float) -> float:
-        return b
 
 
 def _process(
@@ -61,19 +45,6 @@ def _process(
         clock=clock,
         backoff=backoff,
     )
-
-
-def _python(code: str) -> list[str]:
-    return [sys.executable, "-c", code]
-
-
-def _wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def _gone(pid: int) -> bool:
@@ -97,7 +68,7 @@ def _wait_for_exit(process: SuperNodeProcess, clock: FakeClock) -> None:
         process.check()
         return process.state in ("restarting", "crashed")
 
-    assert _wait_until(noticed), "the child never exited"
+    assert wait_until(noticed), "the child never exited"
 
 
 def test_argv_secure(tmp_path: Path) -> None:
@@ -131,7 +102,7 @@ def test_initial_state(tmp_path: Path) -> None:
 
 def test_start_writes_node_config_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     process = _process(tmp_path)
-    monkeypatch.setattr(process, "argv", lambda: _python("import sys; sys.exit(0)"))
+    monkeypatch.setattr(process, "argv", lambda: python_child("import sys; sys.exit(0)"))
     try:
         process.start()
         assert process.state == "running"
@@ -153,10 +124,10 @@ def test_child_runs_in_supernode_home_with_flower_env(
         f"open({str(out)!r}, 'w').write(os.getcwd() + '\\n' + os.environ['FLWR_HOME'])"
     )
     process = _process(tmp_path)
-    monkeypatch.setattr(process, "argv", lambda: _python(code))
+    monkeypatch.setattr(process, "argv", lambda: python_child(code))
     try:
         process.start()
-        assert _wait_until(lambda: out.exists() and "\n" in out.read_text())
+        assert wait_until(lambda: out.exists() and "\n" in out.read_text())
     finally:
         process.stop(grace_s=1.0)
     cwd, home = out.read_text().split("\n")
@@ -167,7 +138,7 @@ def test_child_runs_in_supernode_home_with_flower_env(
 def test_exit_then_restart_after_backoff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock()
     process = _process(tmp_path, clock=clock, backoff=Backoff(base_s=0.0, cap_s=0.0))
-    monkeypatch.setattr(process, "argv", lambda: _python("import sys; sys.exit(3)"))
+    monkeypatch.setattr(process, "argv", lambda: python_child("import sys; sys.exit(3)"))
     try:
         process.start()
         first_pid = process.pid
@@ -190,7 +161,7 @@ def test_restart_waits_for_the_backoff(tmp_path: Path, monkeypatch: pytest.Monke
     clock = FakeClock()
     backoff = Backoff(base_s=2.0, cap_s=60.0, rng=MaxRandom())
     process = _process(tmp_path, clock=clock, backoff=backoff)
-    monkeypatch.setattr(process, "argv", lambda: _python("import sys; sys.exit(3)"))
+    monkeypatch.setattr(process, "argv", lambda: python_child("import sys; sys.exit(3)"))
     try:
         process.start()
         _wait_for_exit(process, clock)  # first wait: 2 s
@@ -225,7 +196,7 @@ def test_stop_cancels_a_pending_restart(tmp_path: Path, monkeypatch: pytest.Monk
     # _stopped flag that check() honours) in stop().
     clock = FakeClock()
     process = _process(tmp_path, clock=clock, backoff=Backoff(base_s=0.0, cap_s=0.0))
-    monkeypatch.setattr(process, "argv", lambda: _python("import sys; sys.exit(3)"))
+    monkeypatch.setattr(process, "argv", lambda: python_child("import sys; sys.exit(3)"))
     try:
         process.start()
         _wait_for_exit(process, clock)
@@ -250,8 +221,8 @@ def test_long_healthy_run_resets_the_backoff(
 
     def argv() -> list[str]:
         if next(generation) == 0:
-            return _python("import sys; sys.exit(3)")
-        return _python("import time; time.sleep(30)")
+            return python_child("import sys; sys.exit(3)")
+        return python_child("import time; time.sleep(30)")
 
     monkeypatch.setattr(process, "argv", argv)
     try:
@@ -275,7 +246,7 @@ def test_long_healthy_run_resets_the_backoff(
 
 def test_stop_terminates_a_running_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     process = _process(tmp_path)
-    monkeypatch.setattr(process, "argv", lambda: _python("import time; time.sleep(30)"))
+    monkeypatch.setattr(process, "argv", lambda: python_child("import time; time.sleep(30)"))
     try:
         process.start()
         pid = process.pid
@@ -284,7 +255,7 @@ def test_stop_terminates_a_running_child(tmp_path: Path, monkeypatch: pytest.Mon
         started = time.monotonic()
         process.stop(grace_s=2.0)
     assert time.monotonic() - started < 2.0
-    assert _wait_until(lambda: _gone(pid), timeout=2)
+    assert wait_until(lambda: _gone(pid), timeout=2)
     assert process.state == "stopped"
 
 
@@ -311,8 +282,8 @@ def test_restart_cleans_up_the_exited_process_group(
 
     def argv() -> list[str]:
         if next(generation) == 0:
-            return _python(first_code)
-        return _python("import time; time.sleep(30)")
+            return python_child(first_code)
+        return python_child("import time; time.sleep(30)")
 
     monkeypatch.setattr(process, "argv", argv)
     grandchild: int | None = None
@@ -323,7 +294,7 @@ def test_restart_cleans_up_the_exited_process_group(
         clock.now += 0.001
         process.check()
         assert process.restarts == 1
-        assert _wait_until(lambda: _gone(grandchild), timeout=1.0), (
+        assert wait_until(lambda: _gone(grandchild), timeout=1.0), (
             f"grandchild {grandchild} of the crashed SuperNode survived the restart"
         )
     finally:

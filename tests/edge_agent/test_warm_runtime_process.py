@@ -7,36 +7,15 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.edge_agent.child_helpers import FakeClock, MaxRandom, python_child, wait_until
 
 from fl_edge_agent.supernode_process import SuperNodeProcess
 from fl_edge_agent.warm_runtime import WarmRuntime
 from fl_edge_agent.warm_runtime_process import WarmRuntimeProcess
 from fl_shared.backoff import Backoff
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _python(code: str) -> list[str]:
-    return [sys.executable, "-c", code]
-
-
-def _wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def _supernode(tmp_path: Path, runtime: str) -> SuperNodeProcess:
@@ -76,11 +55,11 @@ def test_supernode_starts_and_stops_its_warm_runtime(
     warm = process.warm_runtime
     assert warm is not None
     home = tmp_path / "home.txt"
-    monkeypatch.setattr(process, "argv", lambda: _python("import time; time.sleep(30)"))
+    monkeypatch.setattr(process, "argv", lambda: python_child("import time; time.sleep(30)"))
     monkeypatch.setattr(
         warm,
         "argv",
-        lambda: _python(
+        lambda: python_child(
             "import os, time; "
             f"open({str(home)!r}, 'w').write(os.environ['FLWR_HOME']); "
             "time.sleep(30)"
@@ -89,13 +68,13 @@ def test_supernode_starts_and_stops_its_warm_runtime(
     try:
         process.start()
         assert warm.state == "starting" and warm.pid is not None
-        assert _wait_until(lambda: home.exists() and home.read_text() != "")
+        assert wait_until(lambda: home.exists() and home.read_text() != "")
         assert home.read_text() == str(tmp_path / "supernode")  # the SuperNode's FLWR_HOME
         runtime_pid = warm.pid
     finally:
         process.stop(grace_s=2.0)
     assert warm.state == "stopped" and warm.pid is None
-    assert _wait_until(
+    assert wait_until(
         lambda: (
             not Path(f"/proc/{runtime_pid}").exists()
             or "Z" in Path(f"/proc/{runtime_pid}/stat").read_text().split()[2]
@@ -111,13 +90,13 @@ def test_crashed_runtime_is_restarted_after_its_backoff(
         runtime_api_port=9199,
         home=tmp_path,
         clock=clock,
-        backoff=Backoff(base_s=2.0, cap_s=2.0, rng=_Top()),
+        backoff=Backoff(base_s=2.0, cap_s=2.0, rng=MaxRandom()),
     )
     generation = iter(range(100))
     monkeypatch.setattr(
         warm,
         "argv",
-        lambda: _python(
+        lambda: python_child(
             "import sys; sys.exit(3)" if next(generation) == 0 else "import time; time.sleep(30)"
         ),
     )
@@ -129,7 +108,7 @@ def test_crashed_runtime_is_restarted_after_its_backoff(
             warm.check()
             return warm.state == "crashed"
 
-        assert _wait_until(noticed)
+        assert wait_until(noticed)
         clock.now += 1.9
         warm.check()
         assert warm.restarts == 0 and warm.state == "crashed"
@@ -143,13 +122,6 @@ def test_crashed_runtime_is_restarted_after_its_backoff(
         assert warm.state == "stopped" and warm.restarts == 1
     finally:
         warm.stop(grace_s=1.0)
-
-
-class _Top:
-    """An rng whose uniform() always returns the top of the range."""
-
-    def uniform(self, a: float, b: float) -> float:
-        return b
 
 
 def test_runtime_polls_fast_only_while_a_run_is_going_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,7 +159,7 @@ def test_runtime_is_running_once_it_wrote_its_ready_file(
 ) -> None:
     warm = WarmRuntimeProcess(runtime_api_port=9199, home=tmp_path)
     warm.ready_file.write_text("1")  # left over by an earlier runtime: removed at start
-    monkeypatch.setattr(warm, "argv", lambda: _python("import time; time.sleep(30)"))
+    monkeypatch.setattr(warm, "argv", lambda: python_child("import time; time.sleep(30)"))
     try:
         warm.start()
         assert not warm.ready_file.exists()

@@ -12,6 +12,7 @@ import structlog
 import tomli_w
 
 from fl_edge_agent.app_cache import prune_app_cache
+from fl_edge_agent.restart_schedule import RestartSchedule
 from fl_edge_agent.supernode_health import SuperNodeHealth
 from fl_edge_agent.warm_runtime_process import WarmRuntimeProcess
 from fl_shared.atomic_write import atomic_write_bytes
@@ -59,12 +60,9 @@ class SuperNodeProcess:
         self._node_config = node_config
         self._insecure = insecure
         self._clock = clock
-        self._backoff = backoff or Backoff(base_s=1.0, cap_s=60.0)
+        self._schedule = RestartSchedule(clock, backoff)
         self._proc: ManagedProcess | None = None
-        self._restart_at: float | None = None
-        self._started_at = 0.0
         self._next_prune_at = 0.0
-        self.restarts = 0
         self.hangs = 0
         self.state: SuperNodeState = "stopped"
         self._health_port = health_port
@@ -88,6 +86,11 @@ class SuperNodeProcess:
     def node_config_file(self) -> Path:
         """The node config handed to the SuperNode (a file keeps values off the command line)."""
         return self._home / "node-config.toml"
+
+    @property
+    def restarts(self) -> int:
+        """How often the SuperNode was restarted (after a crash, an exit or a hang)."""
+        return self._schedule.restarts
 
     @property
     def pid(self) -> int | None:
@@ -127,9 +130,9 @@ class SuperNodeProcess:
         )
         self._proc.start()
         self.state = "running"
-        self._started_at = self._clock()
+        self._schedule.started()
         self._health_failures = 0
-        self._next_health_at = self._started_at + self._startup_grace_s
+        self._next_health_at = self._schedule.started_at + self._startup_grace_s
         if self.warm_runtime is not None and self.warm_runtime.state == "stopped":
             self.warm_runtime.start()  # it waits for the SuperNode's Runtime API by itself
 
@@ -138,19 +141,14 @@ class SuperNodeProcess:
         if self.warm_runtime is not None and self.warm_runtime.state != "stopped":
             self.warm_runtime.check()
         now = self._clock()
-        if self._restart_at is not None:
-            if now >= self._restart_at:
-                self._restart_at = None
-                self.restarts += 1
-                log.info("supernode_restart", restarts=self.restarts)
-                self.start()
+        if self._schedule.due(now):
+            log.info("supernode_restart", restarts=self.restarts)
+            self.start()
             return
-        if self._proc is None:
+        if self._proc is None or self._schedule.restart_at is not None:
             return
         if self._proc.poll() is None:
-            # Running long enough counts as healthy again.
-            if now - self._started_at > 60:
-                self._backoff.reset()
+            self._schedule.still_running(now)
             self._check_health(now)
             if now >= self._next_prune_at:
                 self._next_prune_at = now + PRUNE_INTERVAL_S
@@ -159,11 +157,10 @@ class SuperNodeProcess:
         code = self._proc.poll()
         # Its superexec and ClientApps may outlive it, holding ports and memory.
         self._proc.stop(grace_s=0)
-        wait = self._backoff.next_wait()
+        wait = self._schedule.schedule(now)
         log.warning("supernode_exited", returncode=code, restart_in_s=round(wait, 2))
         # Status 0 is a SIGTERM or "the SuperLink forgot me"; anything else is a crash.
         self.state = "restarting" if code == 0 else "crashed"
-        self._restart_at = now + wait
 
     def _check_health(self, now: float) -> None:
         if self._health is None or now < self._next_health_at:
@@ -181,11 +178,11 @@ class SuperNodeProcess:
         # A stopped or deadlocked process ignores SIGTERM: the grace ends in SIGKILL.
         self._proc.stop(grace_s=5.0)
         self.state = "restarting"
-        self._restart_at = now + self._backoff.next_wait()
+        self._schedule.schedule(now)
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM the runtime and the SuperNode (it deactivates itself), SIGKILL after grace."""
-        self._restart_at = None
+        self._schedule.cancel()
         if self.warm_runtime is not None:
             self.warm_runtime.stop(grace_s)
         if self._proc is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import structlog
 
+from fl_edge_agent.restart_schedule import RestartSchedule
 from fl_shared.backoff import Backoff
 from fl_shared.flower_env import flower_env
 from fl_shared.managed_process import ManagedProcess
@@ -16,7 +17,6 @@ from fl_shared.wire import SuperNodeState
 
 log = structlog.get_logger(__name__)
 
-HEALTHY_AFTER_S = 60.0
 # The runtime writes this file into FLWR_HOME once it has imported and warmed up.
 READY_FILE_NAME = "clientapp-runtime.ready"
 
@@ -39,12 +39,14 @@ class WarmRuntimeProcess:
         self._port = runtime_api_port
         self._home = home
         self._clock = clock
-        self._backoff = backoff or Backoff(base_s=1.0, cap_s=60.0)
+        self._schedule = RestartSchedule(clock, backoff)
         self._proc: ManagedProcess | None = None
-        self._restart_at: float | None = None
-        self._started_at = 0.0
-        self.restarts = 0
         self.state: SuperNodeState = "stopped"
+
+    @property
+    def restarts(self) -> int:
+        """How often the runtime was restarted."""
+        return self._schedule.restarts
 
     @property
     def pid(self) -> int | None:
@@ -76,7 +78,7 @@ class WarmRuntimeProcess:
         )
         self._proc.start()
         self.state = "starting"
-        self._started_at = self._clock()
+        self._schedule.started()
 
     def _warmed_up(self) -> bool:
         try:
@@ -87,32 +89,27 @@ class WarmRuntimeProcess:
     def check(self) -> None:
         """Call periodically: restarts an exited runtime after a backoff."""
         now = self._clock()
-        if self._restart_at is not None:
-            if now >= self._restart_at:
-                self._restart_at = None
-                self.restarts += 1
-                log.info("clientapp_runtime_restart", restarts=self.restarts)
-                self.start()
+        if self._schedule.due(now):
+            log.info("clientapp_runtime_restart", restarts=self.restarts)
+            self.start()
             return
-        if self._proc is None:
+        if self._proc is None or self._schedule.restart_at is not None:
             return
         code = self._proc.poll()
         if code is None:
             if self.state == "starting" and self._warmed_up():
                 self.state = "running"
                 log.info("clientapp_runtime_ready", pid=self.pid)
-            if now - self._started_at > HEALTHY_AFTER_S:
-                self._backoff.reset()
+            self._schedule.still_running(now)
             return
         self._proc.stop(grace_s=0)
-        wait = self._backoff.next_wait()
+        wait = self._schedule.schedule(now)
         log.warning("clientapp_runtime_exited", returncode=code, restart_in_s=round(wait, 2))
         self.state = "restarting" if code == 0 else "crashed"
-        self._restart_at = now + wait
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM (a running task is abandoned and reported failed), SIGKILL after the grace."""
-        self._restart_at = None
+        self._schedule.cancel()
         if self._proc is not None:
             self._proc.stop(grace_s)
             self._proc = None
