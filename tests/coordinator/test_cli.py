@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -58,6 +59,21 @@ def test_invalid_setting_names_it(tmp_path: Path) -> None:
     result = _serve(tmp_path, "--insecure", "--port", "70000")
     assert result.returncode == EXIT_CONFIG
     assert result.stderr.startswith("fl-coordinator: invalid setting port")
+
+
+def test_a_bad_model_keep_last_stops_serve_with_the_fix(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [program("fl-coordinator"), "serve", "--state-dir", str(tmp_path), "--insecure"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=os.environ | {"FL_COORDINATOR_MODEL_KEEP_LAST": "0"},
+    )
+    assert result.returncode == EXIT_CONFIG and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("fl-coordinator: invalid setting model_keep_last")
+    assert "FL_COORDINATOR_MODEL_KEEP_LAST" in result.stderr and "1 or more" in result.stderr
+    assert not (tmp_path / "superlink").exists()  # nothing was started
 
 
 def test_config_file_and_env_precedence(tmp_path: Path) -> None:

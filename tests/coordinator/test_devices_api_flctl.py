@@ -68,7 +68,7 @@ def test_list_sends_filters_and_prints_a_table_with_the_page() -> None:
     assert params.get_list("label") == ["site=lab", "tier=a=b"]
     assert (params["status"], params["arch"], params["has_gpu"]) == ("drained", "aarch64", "true")
     assert (params["limit"], params["offset"], params["envelope"]) == ("1", "2", "true")
-    header, row, footer = out.splitlines()
+    header, _rule, row, footer = out.splitlines()
     assert header.split()[:7] == ["DEVICE", "NAME", "STATUS", "SUPERNODE", "ARCH", "GPU", "LABELS"]
     assert row.split()[:8] == [
         "dev-1",
@@ -96,8 +96,8 @@ def test_list_from_an_older_coordinator_plain_list() -> None:
     old = {k: v for k, v in DEVICE.items() if k not in ("status", "status_reason")}
     code, out, _ = _flctl(["devices", "list"], lambda r: httpx.Response(200, json=[old]))
     assert code == 0
-    assert out.splitlines()[1].split()[2] == "online"  # derived from `online`
-    assert len(out.splitlines()) == 2  # everything shown: no page footer
+    assert out.splitlines()[2].split()[2] == "online"  # derived from `online`
+    assert len(out.splitlines()) == 3  # headers, rule, the device: no page footer
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 from typing import Any
@@ -71,8 +72,9 @@ def _run(argv: list[str], handler: Any) -> tuple[int, str, list[httpx.Request]]:
 def test_devices_list_table() -> None:
     code, out, _ = _run(["devices", "list"], lambda r: httpx.Response(200, json=[DEVICE]))
     assert code == 0
-    header, row = out.splitlines()
+    header, rule, row = out.splitlines()
     assert header.split()[:3] == ["DEVICE", "NAME", "STATUS"]
+    assert set(rule) == {"─"}  # the rule under the headers; no colour codes off a terminal
     assert row.split()[:4] == ["dev-1", "jetson-a", "online", "running"]
 
 
@@ -116,3 +118,22 @@ def test_unreachable_coordinator_says_how_to_fix() -> None:
         _run(["devices", "list"], down)
     assert info.value.code == EXIT_UNREACHABLE
     assert "--url" in str(info.value) and "\n" not in str(info.value)
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    found = [(path, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += _commands(child, (*path, name))
+    return found
+
+
+def test_every_command_and_group_has_an_example_in_its_help() -> None:
+    commands = _commands(_parser())
+    assert len(commands) > 15  # flctl, its groups and their actions
+    for path, parser in commands:
+        text = parser.format_help().replace("--json ", "")
+        assert "example" in text and " ".join(("flctl", *path)) in text, path

@@ -78,7 +78,7 @@ def _onnx(_request: httpx.Request, body: bytes = ONNX_BYTES) -> httpx.Response:
 def test_list_table_and_run_filter() -> None:
     code, out, seen = _run(["models", "list"], lambda r: httpx.Response(200, json=[VERSION]))
     assert code == 0 and seen[0].url.path == "/api/v1/models"
-    header, row = out.splitlines()
+    header, _rule, row = out.splitlines()
     assert header.split()[:6] == ["RUN", "ROUND", "MODEL", "DATASET", "ACCURACY", "LOSS"]
     assert row.split()[:7] == ["7", "3", "cnn", "fashion-mnist", "0.8712", "0.3538", "best"]
     _, out, seen = _run(

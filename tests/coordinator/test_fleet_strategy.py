@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import pytest
@@ -63,9 +64,11 @@ def test_device_results_map_replies_to_devices(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(TaskIdentity, "_run_id", 1)
     monkeypatch.setattr(TaskIdentity, "_node_id", 1)
     monkeypatch.setattr(TaskIdentity, "_task_id", 1)
-    results = device_results([_reply("dev-a", 10, 0.5), _reply("dev-b", 20, 0.25)])
+    replies = [_reply("dev-a", 10, 0.5), _reply("dev-b", 20, 0.25), _reply("dev-c", 5, math.nan)]
+    results = device_results(replies)
     assert [(r.device_id, r.num_examples, r.train_loss) for r in results] == [
         ("dev-a", 10, 0.5),
         ("dev-b", 20, 0.25),
+        ("dev-c", 5, None),  # a diverged device: no loss, but its round is still recorded
     ]
     assert all(r.train_seconds == 1.5 for r in results)

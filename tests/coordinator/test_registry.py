@@ -341,6 +341,9 @@ def test_round_devices_feed_participation(registry: Registry) -> None:
         (first, 1),
     ]
     assert detail.heartbeat_history == []  # only when a window is asked for
+    unknown = DeviceRoundResult(device_id=b, node_id=2, num_examples=4, train_seconds=1.0)
+    registry.record_round(second, RoundReport(round=2, devices=[unknown]))
+    assert registry.device_detail(b).participation[0].train_loss is None
 
 
 # -- runs ---------------------------------------------------------------------------------------

@@ -244,8 +244,9 @@ def test_migrations_ship_inside_the_package() -> None:
     location = script_location()
     assert location.parent.name == "fl_coordinator"
     assert (location / "env.py").is_file() and (location / "script.py.mako").is_file()
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
     assert sorted(p.name for p in (location / "versions").glob("v*.py")) == [
         "v0001_baseline.py",
         "v0002_fleet_states.py",
+        "v0003_nullable_train_loss.py",
     ]

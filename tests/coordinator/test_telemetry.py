@@ -47,8 +47,17 @@ def test_each_request_is_a_server_span_named_by_its_route(
     with TestClient(create_app(registry, service, settings)) as client:
         assert client.get("/api/v1/runs/12345").status_code == 404
         assert client.get("/healthz").status_code == 200
+        device_id = client.post("/api/v1/devices", json={"name": "d"}).json()["device_id"]
+        for _ in range(2):  # the first beat goes through the route, the second the fast path
+            beat = {"device_id": device_id}
+            assert client.post(f"/api/v1/devices/{device_id}/heartbeat", json=beat).is_success
     registry.close()
     finished = {s.name: s for s in spans.get_finished_spans()}
+    beats = [
+        s for s in spans.get_finished_spans() if s.name.startswith("POST /api/v1/devices/{dev")
+    ]
+    assert len(beats) == 2
+    assert {b.attributes["http.response.status_code"] for b in beats} == {200}  # type: ignore[index]
     missing = finished["GET /api/v1/runs/{run_id}"]
     assert missing.attributes is not None
     assert missing.attributes["http.route"] == "/api/v1/runs/{run_id}"

@@ -96,7 +96,7 @@ def _flctl(fleet: LocalFleet, *args: str) -> subprocess.CompletedProcess[str]:
 def test_flctl_lists_devices_and_shows_the_run(fleet: LocalFleet) -> None:
     devices = _flctl(fleet, "devices", "list")
     assert devices.returncode == 0
-    rows = devices.stdout.splitlines()[1:]
+    rows = devices.stdout.splitlines()[2:]  # under the header and its rule
     assert sorted(r.split()[1] for r in rows) == ["device-0", "device-1"]
     assert all(r.split()[2:4] == ["online", "running"] for r in rows)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from fl_coordinator import __version__, routes_devices, routes_models, routes_runs
 from fl_coordinator.body_limit import BodyLimitMiddleware
@@ -17,13 +20,14 @@ from fl_coordinator.errors import (
     RunNotFound,
     SuperLinkUnreachable,
 )
+from fl_coordinator.heartbeat_fast_path import HeartbeatFastPath
 from fl_coordinator.model_store import ModelNotFound
 from fl_coordinator.registry import Registry
 from fl_coordinator.run_service import RunService
 from fl_coordinator.settings import CoordinatorSettings
 from fl_coordinator.telemetry import TracingMiddleware
 from fl_coordinator.user_app import InvalidApp
-from fl_shared.wire import ErrorBody
+from fl_shared.wire import ErrorBody, InvalidRequestBody
 
 
 class Health(BaseModel):
@@ -38,31 +42,82 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _problem(err: dict[str, Any]) -> tuple[str, str]:
+    """The field at fault and what is wrong with it, for one of pydantic's errors."""
+    if err.get("type") == "json_invalid":  # its loc is ("body", character offset)
+        position = err.get("loc", ("body", 0))[-1]
+        reason = (err.get("ctx") or {}).get("error", "")
+        return "body", f"not valid JSON ({reason} at character {position})"
+    message = str(err.get("msg", "")).removeprefix("Value error, ")
+    return _field(tuple(err.get("loc", ()))), message
+
+
+def _invalid(problems: list[tuple[str, str]]) -> JSONResponse:
+    body = InvalidRequestBody(
+        error="invalid_request",
+        detail="; ".join(f"{field}: {message}" for field, message in problems),
+        fields=[field for field, _message in problems],
+    )
+    return JSONResponse(body.model_dump(), status_code=422)
+
+
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = [
-        f"{_field(tuple(err.get('loc', ())))}: "
-        + str(err.get("msg", "")).removeprefix("Value error, ")
-        for err in exc.errors()
-    ]
-    body = ErrorBody(error="invalid_request", detail="; ".join(problems))
-    return JSONResponse(
-        {**body.model_dump(), "fields": [_field(tuple(e.get("loc", ()))) for e in exc.errors()]},
-        status_code=422,
+    return _invalid([_problem(err) for err in exc.errors()])
+
+
+# What any route of the API may answer to bad input (FastAPI would document its own 422).
+BAD_INPUT: dict[int | str, dict[str, Any]] = {
+    413: {
+        "model": ErrorBody,
+        "description": "the request body is over 1 MiB (16 MiB for /api/v1/runs/app)",
+    },
+    422: {
+        "model": InvalidRequestBody,
+        "description": "invalid request: `detail` says what is wrong and how to fix it, "
+        "`fields` names the fields at fault",
+    },
+}
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette's 405 names one route's alone)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
     )
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+# FastAPI's answer to a body that json.loads cannot even decode (not UTF-8); a bad body is a
+# 422 naming it here, as every other bad body is.
+_UNREADABLE_BODY = "There was an error parsing the body"
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.detail == _UNREADABLE_BODY:
+        return _invalid([("body", "cannot be read as JSON: send UTF-8 encoded JSON")])
     names = {
         403: "forbidden",
         404: "not_found",
+        405: "method_not_allowed",
         409: "conflict",
+        422: "invalid_request",
         426: "upgrade_required",
         503: "unavailable",
     }
     body = ErrorBody(error=names.get(exc.status_code, "error"), detail=str(exc.detail))
-    return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=headers)
 
 
 # Domain errors a route lets through, as HTTP answers (first match wins).
@@ -97,11 +152,15 @@ def create_app(
     app.add_exception_handler(HTTPException, _http_error)
     for kind, _code, _name in DOMAIN_ERRORS:
         app.add_exception_handler(kind, _domain_error)
+    for router in (routes_devices.router, routes_runs.router, routes_models.router):
+        app.include_router(router, responses=BAD_INPUT)
+    # Middleware, innermost first: the heartbeat fast path, the body limit, tracing.
+    heartbeat_route = next(
+        r for r in routes_devices.router.routes if getattr(r, "name", "") == "heartbeat"
+    )
+    app.add_middleware(HeartbeatFastPath, ingest=registry.heartbeats, route=heartbeat_route)
     app.add_middleware(BodyLimitMiddleware)  # oversized bodies: 413 before any parsing
     app.add_middleware(TracingMiddleware)  # a span per request (exported only if configured)
-    app.include_router(routes_devices.router)
-    app.include_router(routes_runs.router)
-    app.include_router(routes_models.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> Health:

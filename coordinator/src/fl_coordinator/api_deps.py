@@ -1,4 +1,4 @@
-"""FastAPI dependencies of the REST API, as Annotated aliases."""
+"""FastAPI dependencies of the REST API, as Annotated aliases (async: no threadpool hop)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ from fl_coordinator.run_service import RunService
 from fl_coordinator.settings import CoordinatorSettings
 
 
-def _registry(request: Request) -> Registry:
+async def _registry(request: Request) -> Registry:
     registry: Registry = request.app.state.registry
     return registry
 
 
-def _run_service(request: Request) -> RunService:
+async def _run_service(request: Request) -> RunService:
     service: RunService = request.app.state.run_service
     return service
 
 
-def _settings(request: Request) -> CoordinatorSettings:
+async def _settings(request: Request) -> CoordinatorSettings:
     settings: CoordinatorSettings = request.app.state.settings
     return settings
 

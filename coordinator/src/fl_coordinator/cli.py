@@ -20,6 +20,7 @@ from fl_coordinator.flower_control import FlowerControl
 from fl_coordinator.port_check import ensure_port_free
 from fl_coordinator.registry import Registry
 from fl_coordinator.run_service import RunService
+from fl_coordinator.serving_tuning import tune_for_serving
 from fl_coordinator.settings import CoordinatorSettings
 from fl_coordinator.superlink_process import SuperLinkProcess
 from fl_shared.errors import SettingsError
@@ -116,6 +117,7 @@ def serve(settings: CoordinatorSettings) -> int:
             state_dir=str(settings.state_dir),
         )
         stack.callback(log.info, "coordinator_stopped")
+        tune_for_serving()
         uvicorn.Server(config).run()
     return EXIT_OK
 

@@ -20,7 +20,15 @@ GROUPS = {"devices": flctl_devices, "runs": flctl_runs, "models": flctl_models}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flctl", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="flctl",
+        description=__doc__.split("\n\n")[0],
+        epilog="examples:\n  flctl --url http://coordinator:8080 devices list\n"
+        "  flctl --json runs list | jq '.[0].status'\n"
+        "  flctl runs start --dataset digits --follow\n\n"
+        "each command has its own --help with examples, e.g. `flctl runs start --help`",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--url",
         default=None,

@@ -15,10 +15,14 @@ WINDOWS = ("1h", "24h", "7d")
 
 def add_commands(sub: Any) -> None:
     """Register `devices` and its actions on the top-level subparsers."""
-    devices = sub.add_parser("devices", help="enrolled devices").add_subparsers(
-        dest="action", required=True
-    )
     formatter = argparse.RawDescriptionHelpFormatter
+    devices = sub.add_parser(
+        "devices",
+        help="enrolled devices",
+        epilog="examples:\n  flctl devices list --status online\n"
+        "  flctl devices drain dev-3f2a9c1b7d4e --reason 'disk swap'",
+        formatter_class=formatter,
+    ).add_subparsers(dest="action", required=True)
     listing = devices.add_parser(
         "list",
         help="devices with their status, filtered and one page at a time",

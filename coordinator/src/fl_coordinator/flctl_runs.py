@@ -13,14 +13,39 @@ from fl_coordinator.flctl_api import EXIT_FAILURE, EXIT_OK, Api, CliError
 from fl_coordinator.flctl_output import dump_json, fmt, table
 from fl_shared.wire import TERMINAL_RUN_STATUSES
 
+_RAW = argparse.RawDescriptionHelpFormatter
+
 
 def add_commands(sub: Any) -> None:
     """Register `runs` and its actions on the top-level subparsers."""
-    runs = sub.add_parser("runs", help="training runs").add_subparsers(dest="action", required=True)
-    runs.add_parser("list", help="every run, newest first")
-    show = runs.add_parser("show", help="one run with per-round metrics")
+    runs = sub.add_parser(
+        "runs",
+        help="training runs",
+        epilog="examples:\n  flctl runs list\n  flctl runs start --dataset digits --follow",
+        formatter_class=_RAW,
+    ).add_subparsers(dest="action", required=True)
+    runs.add_parser(
+        "list",
+        help="every run, newest first",
+        epilog="examples:\n  flctl runs list\n  flctl --json runs list",
+        formatter_class=_RAW,
+    )
+    show = runs.add_parser(
+        "show",
+        help="one run with per-round metrics",
+        epilog="example:\n  flctl runs show 7",
+        formatter_class=_RAW,
+    )
     show.add_argument("run_id", type=int)
-    start = runs.add_parser("start", help="start a training run")
+    start = runs.add_parser(
+        "start",
+        help="start a training run",
+        epilog="examples:\n"
+        "  flctl runs start --model cnn --dataset digits --rounds 5 --min-devices 2 --wait\n"
+        "  flctl runs start --label site=lab --follow\n"
+        "  flctl runs start --app ./my-app --config num-server-rounds=3 --wait",
+        formatter_class=_RAW,
+    )
     start.add_argument("--model", default="cnn", help="cnn, resnet18 or mlp")
     start.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, digits, ...")
     start.add_argument("--rounds", type=int, default=3)
@@ -60,18 +85,18 @@ def add_commands(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="with --app: override a key of its [tool.flwr.app.config] (repeatable)",
     )
-    start.epilog = (
-        "examples: flctl runs start --model cnn --dataset digits --rounds 5 --min-devices 2 "
-        "--wait;  flctl runs start --app ./my-app --config num-server-rounds=3 --wait"
-    )
     stop = runs.add_parser(
-        "stop", help="stop a run that has not ended", epilog="example: flctl runs stop 7"
+        "stop",
+        help="stop a run that has not ended",
+        epilog="example:\n  flctl runs stop 7",
+        formatter_class=_RAW,
     )
     stop.add_argument("run_id", type=int)
     resume = runs.add_parser(
         "resume",
         help="continue a failed or stopped run from its last checkpoint",
-        epilog="example: flctl runs resume 7 --wait",
+        epilog="example:\n  flctl runs resume 7 --wait",
+        formatter_class=_RAW,
     )
     resume.add_argument("run_id", type=int)
     resume.add_argument("--wait", action="store_true", help="wait quietly until the run ends")
@@ -79,7 +104,8 @@ def add_commands(sub: Any) -> None:
     logs = runs.add_parser(
         "logs",
         help="the run's ServerApp log",
-        epilog="example: flctl runs logs 7 --follow   (live until the run ends)",
+        epilog="example:\n  flctl runs logs 7 --follow   (live until the run ends)",
+        formatter_class=_RAW,
     )
     logs.add_argument("run_id", type=int)
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")

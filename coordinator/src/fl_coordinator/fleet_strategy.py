@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -48,6 +49,11 @@ def _number(value: object, default: float) -> float:
     return float(value) if isinstance(value, int | float) else default
 
 
+def _finite(value: object) -> float | None:
+    number = _number(value, math.nan)
+    return number if math.isfinite(number) else None
+
+
 def device_results(replies: Iterable[Message]) -> list[DeviceRoundResult]:
     """Who trained in a round, from the replies that carry content."""
     results = []
@@ -62,7 +68,7 @@ def device_results(replies: Iterable[Message]) -> list[DeviceRoundResult]:
                 device_id=str(device.get("device-id", "")),
                 node_id=int(msg.metadata.src_node_id),
                 num_examples=int(_number(metrics.get("num-examples"), 0)),
-                train_loss=_number(metrics.get("train-loss"), float("nan")),
+                train_loss=_finite(metrics.get("train-loss")),
                 train_seconds=_number(metrics.get("train-seconds"), 0.0),
             )
         )

@@ -33,6 +33,8 @@ from fl_coordinator.errors import (
     RegistryError,
     RunNotFound,
 )
+from fl_coordinator.heartbeat_ingest import Admission, HeartbeatIngest, PendingBeat
+from fl_coordinator.heartbeat_writes import write_beats
 from fl_coordinator.migrations import MigrationOutcome, migrate
 from fl_coordinator.registry_schema import (
     DeviceLabelRow,
@@ -71,8 +73,8 @@ HISTORY_TIERS: tuple[tuple[int, timedelta], ...] = (
     (3600, timedelta(hours=24)),
 )
 HISTORY_KEEP = timedelta(days=7)
-# A device's history is compacted on its first heartbeat this long after the last compaction;
-# devices that stopped beating are swept (at most SWEEP_BATCH per sweep) by any other heartbeat.
+# A device's history is compacted this long after its last compaction, by the heartbeat writer
+# (at most SWEEP_BATCH devices after each batch it writes), whether the device still beats or not.
 COMPACT_EVERY = timedelta(minutes=5)
 SWEEP_BATCH = 50
 _WRITE = "fl_registry_write"
@@ -150,7 +152,6 @@ class Registry:
         self._offline_after = timedelta(seconds=offline)
         self._stale_after = timedelta(seconds=min(stale, offline))
         self._clock = clock
-        self._last_sweep: datetime | None = None
         try:
             self._engine: Engine = create_engine(url, pool_pre_ping=True)
         except (ArgumentError, NoSuchModuleError) as exc:
@@ -164,6 +165,12 @@ class Registry:
         self._reads = sessionmaker(self._engine, expire_on_commit=False)
         self._writes = sessionmaker(
             self._engine.execution_options(**{_WRITE: True}), expire_on_commit=False
+        )
+        self.heartbeats = HeartbeatIngest(
+            write=self._write_beats,
+            lookup=self._admission_of,
+            load_all=self._admissions,
+            clock=clock,
         )
 
     @property
@@ -187,8 +194,16 @@ class Registry:
         self.migrate()
 
     def close(self) -> None:
-        """Release every pooled connection."""
+        """Write the heartbeats still queued, then release every pooled connection."""
+        self.heartbeats.close()
         self._engine.dispose()
+
+    def _settle(self) -> None:
+        """Write queued heartbeats before a read, so that it sees every beat already answered.
+
+        Also when none is queued: flush() waits for a batch the writer thread is writing.
+        """
+        self.heartbeats.flush()
 
     def _write(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in a write transaction; retried when a concurrent insert won a race."""
@@ -200,6 +215,15 @@ class Registry:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one write transaction (for modules that own tables of this database)."""
+        return self._write(work)
+
+    def read(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one read-only transaction."""
+        with self._reads.begin() as session:
+            return work(session)
 
     # -- device states -----------------------------------------------------------------------
 
@@ -277,54 +301,50 @@ class Registry:
             row.last_heartbeat_at = now
             return self._device(row, now, session.get(DeviceStatusRow, row.device_id))
 
-        return self._write(work)
+        device = self._write(work)
+        self.heartbeats.remember(device.device_id, "active")
+        return device
 
     def record_heartbeat(self, beat: Heartbeat) -> Device | None:
-        """Store a heartbeat and its history point; None when the device is unknown.
+        """Store a heartbeat and its history point now; None when the device is unknown.
 
-        DeviceRevoked if the device was revoked (nothing is stored then).
+        DeviceRevoked if the device was revoked (nothing is stored then). The REST API queues
+        beats instead (``self.heartbeats``); this writes through the same batch writer.
         """
         now = self._clock()
+        state, detail = self.heartbeats.lookup(beat.device_id)
+        if state == "unknown":
+            return None
+        if state == "revoked":
+            raise DeviceRevoked(detail)
+        self.heartbeats.flush()
+        self._write_beats([PendingBeat(beat, now)])
+        return self.get_device(beat.device_id)
 
-        def work(session: Session) -> Device | None:
-            row = self._locked(session, beat.device_id)
+    def _admission_of(self, device_id: str) -> tuple[Admission, str]:
+        with self._reads.begin() as session:
+            row = session.get(DeviceRow, device_id)
             if row is None:
-                return None
-            self._refuse_revoked(row)
-            row.last_heartbeat_at = now
-            row.supernode_state = beat.supernode_state
-            row.supernode_restarts = beat.supernode_restarts
-            status = self._status_row(session, beat.device_id)
-            status.heartbeat = beat.model_dump(mode="json")
-            session.add(
-                HeartbeatRow(
-                    device_id=beat.device_id,
-                    at=now,
-                    resolution_s=0,
-                    samples=1,
-                    cpu_percent=beat.cpu_percent,
-                    memory_percent=beat.memory_percent,
-                    max_temp_c=beat.max_temp_c,
-                    supernode_state=beat.supernode_state,
-                    activity=beat.activity,
-                )
-            )
-            compacted = _aware(status.history_compacted_at)
-            if compacted is None:
-                status.history_compacted_at = now
-            elif now - compacted >= COMPACT_EVERY:
-                session.flush()
-                self._compact(session, beat.device_id, now)
-                status.history_compacted_at = now
-            return self._device(row, now, status)
+                return "unknown", ""
+            if row.revoked_at is not None:
+                return "revoked", self._revoked_message(row)
+            return "active", ""
 
-        device = self._write(work)
-        if device is not None and (
-            self._last_sweep is None or now - self._last_sweep >= COMPACT_EVERY
-        ):
-            self._last_sweep = now
-            self._sweep_quietly(now)
-        return device
+    def _admissions(self) -> dict[str, tuple[Admission, str]]:
+        active: tuple[Admission, str] = ("active", "")
+        with self._reads.begin() as session:
+            states = dict.fromkeys(
+                session.scalars(select(DeviceRow.device_id).where(DeviceRow.revoked_at.is_(None))),
+                active,
+            )
+            for row in session.scalars(select(DeviceRow).where(DeviceRow.revoked_at.is_not(None))):
+                states[row.device_id] = ("revoked", self._revoked_message(row))
+            return states
+
+    def _write_beats(self, batch: Sequence[PendingBeat]) -> None:
+        """One transaction for the batch, then compaction of the histories that are due."""
+        self._write(lambda session: write_beats(session, batch))
+        self._sweep_quietly(self._clock())
 
     def record_capabilities(self, device_id: str, capabilities: Capabilities) -> bool:
         """Store what a device measured about itself; False when the device is unknown."""
@@ -338,7 +358,7 @@ class Registry:
             status = self._status_row(session, device_id)
             status.capabilities = capabilities.model_dump(mode="json")
             status.capabilities_at = now
-            row.arch = capabilities.identity.arch[:64]
+            row.arch = capabilities.identity.arch.replace("\x00", "")[:64]  # a column: no NUL
             row.has_gpu = bool(capabilities.nvidia_gpus) or capabilities.jetson is not None
             return True
 
@@ -352,6 +372,7 @@ class Registry:
         self, flt: DeviceFilter, *, limit: int | None = 100, offset: int = 0
     ) -> DevicePageResult:
         """One page of the devices that match, oldest enrollment first, and their count."""
+        self._settle()
         now = self._clock()
         clauses = self._filter_clauses(flt, now)
         with self._reads.begin() as session:
@@ -369,6 +390,7 @@ class Registry:
 
     def get_device(self, device_id: str) -> Device:
         """One device; DeviceNotFound if there is none."""
+        self._settle()
         now = self._clock()
         with self._reads.begin() as session:
             row = self._device_row(session, device_id)
@@ -378,6 +400,7 @@ class Registry:
         self, device_id: str, *, history: str | None = None, participation_limit: int = 100
     ) -> DeviceDetail:
         """A device with its rounds (newest first) and, for a window, its heartbeat history."""
+        self._settle()
         now = self._clock()
         with self._reads.begin() as session:
             row = self._device_row(session, device_id)
@@ -405,6 +428,7 @@ class Registry:
 
     def heartbeat_history(self, device_id: str, window: str = "1h") -> list[HeartbeatSample]:
         """The device's history points within ``window`` (1h, 24h or 7d), oldest first."""
+        self._settle()
         now = self._clock()
         with self._reads.begin() as session:
             self._device_row(session, device_id)
@@ -413,6 +437,7 @@ class Registry:
     def eligible_device_ids(self, labels: Mapping[str, str] | None = None) -> list[str]:
         """Devices a new run may use: heartbeat not older than the offline threshold, neither
         drained nor revoked, carrying every label in ``labels``."""
+        self._settle()
         now = self._clock()
         clauses = self._filter_clauses(DeviceFilter(labels=labels or {}), now)
         clauses += [
@@ -499,7 +524,7 @@ class Registry:
         return self._write(work)
 
     def _sweep_quietly(self, now: datetime) -> None:
-        """Compact the history of devices that stopped beating (their own beats would)."""
+        """Compact the histories that are due (the longest-waiting SWEEP_BATCH devices)."""
         due = now - COMPACT_EVERY
         try:
             with self._reads.begin() as session:
@@ -604,23 +629,30 @@ class Registry:
     ) -> Device:
         now = self._clock()
 
-        def work(session: Session) -> Device:
+        def work(session: Session) -> tuple[Device, tuple[Admission, str]]:
             row = self._device_row(session, device_id, lock=True)
             change(row, now)
-            return self._device(row, now, session.get(DeviceStatusRow, device_id))
+            admission: tuple[Admission, str] = (
+                ("revoked", self._revoked_message(row)) if row.revoked_at else ("active", "")
+            )
+            return self._device(row, now, session.get(DeviceStatusRow, device_id)), admission
 
-        device = self._write(work)
+        device, admission = self._write(work)
+        self.heartbeats.remember(device_id, *admission)
         log.info(event_name, device_id=device_id, status=device.status, **fields)
         return device
 
+    @classmethod
+    def _refuse_revoked(cls, row: DeviceRow) -> None:
+        if row.revoked_at is not None:
+            raise DeviceRevoked(cls._revoked_message(row))
+
     @staticmethod
-    def _refuse_revoked(row: DeviceRow) -> None:
-        if row.revoked_at is None:
-            return
+    def _revoked_message(row: DeviceRow) -> str:
         revoked = _aware(row.revoked_at)
         assert revoked is not None
         why = f" ({row.status_reason})" if row.status_reason else ""
-        raise DeviceRevoked(
+        return (
             f"device {row.device_id} was revoked by an administrator at "
             f"{revoked.isoformat(timespec='seconds')}{why}: this coordinator refuses it; an "
             f"administrator can re-admit it with `flctl devices unrevoke {row.device_id}`"

@@ -149,4 +149,4 @@ class RoundDeviceRow(Base):
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
     num_examples: Mapped[int] = mapped_column(Integer)
     train_seconds: Mapped[float] = mapped_column(Float)
-    train_loss: Mapped[float] = mapped_column(Float)
+    train_loss: Mapped[float | None] = mapped_column(Float, nullable=True)

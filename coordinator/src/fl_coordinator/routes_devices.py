@@ -5,14 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 
 from fl_coordinator.api_deps import RegistryDep, SettingsDep
 from fl_coordinator.errors import DeviceRevoked
-from fl_coordinator.registry import DeviceFilter, utc_now
+from fl_coordinator.heartbeat_fast_path import RETRY_AFTER_S
+from fl_coordinator.heartbeat_ingest import IngestOverloaded
+from fl_coordinator.registry import DeviceFilter
 from fl_shared.capabilities import Capabilities
 from fl_shared.wire import (
+    DEVICE_ID_MAX,
+    NO_NUL_PATTERN,
     WIRE_MAJOR,
     Device,
     DeviceAdminAction,
@@ -23,6 +28,7 @@ from fl_shared.wire import (
     DeviceRegistered,
     DeviceRegistration,
     DeviceState,
+    ErrorBody,
     Heartbeat,
     HeartbeatAck,
     HeartbeatSample,
@@ -33,10 +39,33 @@ from fl_shared.wire import (
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 log = structlog.get_logger(__name__)
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no device with that id"}}
-REVOKED: dict[int | str, dict[str, Any]] = {
-    403: {"description": "the device was revoked; the detail says how to re-admit it"}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "no device with that id"}
 }
+OVERLOADED: dict[int | str, dict[str, Any]] = {
+    503: {"description": "the registry database is behind; retry after Retry-After seconds"}
+}
+REVOKED: dict[int | str, dict[str, Any]] = {
+    403: {
+        "model": ErrorBody,
+        "description": "the device was revoked; the detail says how to re-admit it",
+    }
+}
+UPGRADE: dict[int | str, dict[str, Any]] = {
+    426: {
+        "model": ErrorBody,
+        "description": "the agent speaks another major wire schema version: upgrade it",
+    }
+}
+UNREGISTERED: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "the device is not registered: register again"}
+}
+# A device id in a path: what the registry's column holds (PostgreSQL refuses NUL characters).
+DeviceIdPath = Annotated[
+    str, Path(max_length=DEVICE_ID_MAX, pattern=NO_NUL_PATTERN, description="the device's id")
+]
+# Pages are cut by SQL OFFSET, a signed 64-bit integer.
+MAX_OFFSET = 2**63 - 1
 
 
 def _check_version(schema_version: str) -> None:
@@ -56,12 +85,13 @@ def _label_filters(raw: list[str]) -> dict[str, str]:
     labels: dict[str, str] = {}
     for item in raw:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key or "\x00" in item:
             raise RequestValidationError(
                 [
                     {
                         "loc": ("query", "label"),
-                        "msg": f"{item!r} is not key=value, e.g. label=site=lab",
+                        "msg": f"{item!r} is not key=value (no NUL characters), e.g. "
+                        "label=site=lab",
                         "type": "value_error",
                     }
                 ]
@@ -71,7 +101,10 @@ def _label_filters(raw: list[str]) -> dict[str, str]:
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=DeviceRegistered, responses=REVOKED
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DeviceRegistered,
+    responses={**REVOKED, **UPGRADE},
 )
 def register_device(
     body: DeviceRegistration, registry: RegistryDep, settings: SettingsDep
@@ -89,29 +122,51 @@ def register_device(
     )
 
 
-@router.post("/{device_id}/heartbeat", response_model=HeartbeatAck, responses=REVOKED)
-def heartbeat(device_id: str, body: Heartbeat, registry: RegistryDep) -> HeartbeatAck:
-    """Record that a device is alive; 404 tells the agent to register again, 403 to stop."""
+@router.post(
+    "/{device_id}/heartbeat",
+    response_model=HeartbeatAck,
+    responses={**REVOKED, **UNREGISTERED, **UPGRADE, **OVERLOADED},
+)
+async def heartbeat(
+    device_id: DeviceIdPath, body: Heartbeat, registry: RegistryDep
+) -> HeartbeatAck:
+    """Record that a device is alive; 404 tells the agent to register again, 403 to stop.
+
+    Answered from memory: the beat is queued and written to the registry in a batch.
+    """
     _check_version(body.schema_version)
     if body.device_id != device_id:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"device_id in the body ({body.device_id}) differs from the path ({device_id})",
         )
-    try:
-        device = registry.record_heartbeat(body)
-    except DeviceRevoked as exc:
+    ingest = registry.heartbeats
+    admission = ingest.admission(device_id)
+    if admission is None:
+        admission = await run_in_threadpool(ingest.lookup, device_id)
+    state, detail = admission
+    if state == "revoked":
         log.warning("device_refused", device_id=device_id, reason="revoked")
-        raise _forbidden(exc) from exc
-    if device is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail)
+    if state == "unknown":
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"device {device_id} is not registered: register again"
         )
-    return HeartbeatAck(device_id=device_id, server_time=utc_now())
+    try:
+        now = ingest.submit(body)
+    except IngestOverloaded as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": RETRY_AFTER_S}
+        ) from exc
+    return HeartbeatAck(device_id=device_id, server_time=now)
 
 
-@router.put("/{device_id}/capabilities", status_code=status.HTTP_204_NO_CONTENT, responses=REVOKED)
-def report_capabilities(device_id: str, body: Capabilities, registry: RegistryDep) -> None:
+@router.put(
+    "/{device_id}/capabilities",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**REVOKED, **UNREGISTERED, **UPGRADE},
+)
+def report_capabilities(device_id: DeviceIdPath, body: Capabilities, registry: RegistryDep) -> None:
     """Store the device's measured capabilities (sent at start and whenever they change)."""
     _check_version(body.schema_version)
     try:
@@ -137,11 +192,20 @@ def list_devices(
         DeviceState | None,
         Query(alias="status", description="online, stale, offline, drained or revoked"),
     ] = None,
-    arch: Annotated[str | None, Query(description="CPU architecture, e.g. aarch64")] = None,
+    arch: Annotated[
+        str | None,
+        Query(max_length=64, pattern=NO_NUL_PATTERN, description="CPU architecture, e.g. aarch64"),
+    ] = None,
     has_gpu: Annotated[bool | None, Query(description="an NVIDIA GPU or a Jetson")] = None,
-    label: Annotated[list[str], Query(description="key=value; repeat to require several")] = [],  # noqa: B006
+    label: Annotated[
+        list[str],
+        Query(
+            description="key=value; repeat to require several",
+            json_schema_extra={"items": {"type": "string", "pattern": "^[^=\\x00]+=[^\\x00]*$"}},
+        ),
+    ] = [],  # noqa: B006
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     envelope: Annotated[
         bool, Query(description="answer {items, total, limit, offset, next_offset}")
     ] = False,
@@ -167,7 +231,7 @@ def list_devices(
 
 @router.get("/{device_id}", response_model=DeviceDetail, responses=NOT_FOUND)
 def show_device(
-    device_id: str,
+    device_id: DeviceIdPath,
     registry: RegistryDep,
     history: Annotated[
         HistoryWindow | None, Query(description="include the heartbeat history: 1h, 24h or 7d")
@@ -179,43 +243,47 @@ def show_device(
 
 @router.get("/{device_id}/heartbeats", response_model=list[HeartbeatSample], responses=NOT_FOUND)
 def device_heartbeats(
-    device_id: str, registry: RegistryDep, window: HistoryWindow = "1h"
+    device_id: DeviceIdPath, registry: RegistryDep, window: HistoryWindow = "1h"
 ) -> list[HeartbeatSample]:
     """The device's heartbeat history for a chart, oldest first (summaries beyond an hour)."""
     return registry.heartbeat_history(device_id, window)
 
 
 @router.put("/{device_id}/labels", response_model=Device, responses=NOT_FOUND)
-def put_labels(device_id: str, body: DeviceLabels, registry: RegistryDep) -> Device:
+def put_labels(device_id: DeviceIdPath, body: DeviceLabels, registry: RegistryDep) -> Device:
     """Replace every label of the device."""
     return registry.set_labels(device_id, body.labels)
 
 
 @router.patch("/{device_id}/labels", response_model=Device, responses=NOT_FOUND)
-def patch_labels(device_id: str, body: DeviceLabelsPatch, registry: RegistryDep) -> Device:
+def patch_labels(device_id: DeviceIdPath, body: DeviceLabelsPatch, registry: RegistryDep) -> Device:
     """Set the labels given and remove those given as null; others stay."""
     return registry.patch_labels(device_id, body.labels)
 
 
 @router.post("/{device_id}/drain", response_model=Device, responses=NOT_FOUND)
-def drain(device_id: str, registry: RegistryDep, body: DeviceAdminAction | None = None) -> Device:
+def drain(
+    device_id: DeviceIdPath, registry: RegistryDep, body: DeviceAdminAction | None = None
+) -> Device:
     """Keep the device out of new runs; it keeps heartbeating and finishes what it runs."""
     return registry.drain(device_id, (body or DeviceAdminAction()).reason)
 
 
 @router.post("/{device_id}/undrain", response_model=Device, responses=NOT_FOUND)
-def undrain(device_id: str, registry: RegistryDep) -> Device:
+def undrain(device_id: DeviceIdPath, registry: RegistryDep) -> Device:
     """Let the device take part in new runs again."""
     return registry.undrain(device_id)
 
 
 @router.post("/{device_id}/revoke", response_model=Device, responses=NOT_FOUND)
-def revoke(device_id: str, registry: RegistryDep, body: DeviceAdminAction | None = None) -> Device:
+def revoke(
+    device_id: DeviceIdPath, registry: RegistryDep, body: DeviceAdminAction | None = None
+) -> Device:
     """Refuse the device from now on: its registrations and heartbeats get 403."""
     return registry.revoke(device_id, (body or DeviceAdminAction()).reason)
 
 
 @router.post("/{device_id}/unrevoke", response_model=Device, responses=NOT_FOUND)
-def unrevoke(device_id: str, registry: RegistryDep) -> Device:
+def unrevoke(device_id: DeviceIdPath, registry: RegistryDep) -> Device:
     """Accept a revoked device again."""
     return registry.unrevoke(device_id)

@@ -24,7 +24,7 @@ from fl_coordinator.model_store import (
     RunIndex,
 )
 from fl_shared.errors import DatasetUnavailableError
-from fl_shared.wire import ErrorBody
+from fl_shared.wire import REGISTRY_INT_MAX, ErrorBody
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 log = structlog.get_logger(__name__)
@@ -56,13 +56,19 @@ class RunModels(BaseModel):
 
 
 def _store(settings: SettingsDep) -> ModelStore:
-    return ModelStore(settings.model_store_dir)
+    return ModelStore(settings.model_store_dir, keep_last=settings.model_keep_last)
 
 
 StoreDep = Annotated[ModelStore, Depends(_store)]
-RunId = Annotated[int, Path(ge=1, description="the run's id")]
+RunId = Annotated[int, Path(ge=1, le=REGISTRY_INT_MAX, description="the run's id")]
 RoundParam = Annotated[
-    str, Path(description="a round number (1, 2, ...), `best` or `latest`", examples=["best"])
+    str,
+    Path(
+        description="a round number (1, 2, ...), `best` or `latest`",
+        examples=["best"],
+        # Documented only: _round_spec checks it, with a message that says what is allowed.
+        json_schema_extra={"pattern": "^([0-9]+|best|latest)$"},
+    ),
 ]
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -122,7 +128,9 @@ def _attachment(version: ModelVersion, suffix: str) -> str:
 @router.get("", response_model=list[ModelVersionView], responses=_NOT_FOUND)
 def list_models(
     store: StoreDep,
-    run_id: Annotated[int | None, Query(ge=1, description="only this run's versions")] = None,
+    run_id: Annotated[
+        int | None, Query(ge=1, le=REGISTRY_INT_MAX, description="only this run's versions")
+    ] = None,
 ) -> list[ModelVersionView]:
     """Every stored model version with its metrics, by run then round."""
     run_ids = [run_id] if run_id is not None else store.run_ids()

@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from fl_coordinator.api_deps import RegistryDep, RunServiceDep
 from fl_coordinator.errors import SuperLinkUnreachable
-from fl_shared.wire import RoundReport, Run, RunRequest, RunStatusReport
-
-HTTP_422 = 422  # starlette renamed the constant; the number is the contract
+from fl_shared.wire import (
+    REGISTRY_INT_MAX,
+    ErrorBody,
+    RoundReport,
+    Run,
+    RunRequest,
+    RunStatusReport,
+)
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
+RunId = Annotated[int, Path(ge=1, le=REGISTRY_INT_MAX, description="the run's id")]
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "no run with that id"}}
+FORBIDDEN: Responses = {403: {"model": ErrorBody, "description": "missing or wrong X-Run-Token"}}
+NOT_STARTED: Responses = {
+    503: {
+        "model": ErrorBody,
+        "description": "the SuperLink's Control API is unreachable; the run is recorded as failed",
+    }
+}
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=Run)
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=Run, responses=NOT_STARTED)
 def start_run(body: RunRequest, service: RunServiceDep) -> Run:
     """Start a training run on the fleet."""
     return service.start_run(body)
@@ -40,13 +56,22 @@ class AppRunRequest(BaseModel):
     )
 
 
-@router.post("/app", status_code=status.HTTP_201_CREATED, response_model=Run)
+@router.post(
+    "/app",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Run,
+    responses={
+        413: {"model": ErrorBody, "description": "the bundle is over 16 MiB (base64)"},
+        **NOT_STARTED,
+    },
+)
 def start_app_run(body: AppRunRequest, service: RunServiceDep) -> Run:
     """Run your own Flower App (Message API) on the fleet; it shows like any run."""
     try:
         fab = base64.b64decode(body.fab_base64, validate=True)
-    except binascii.Error as exc:
-        raise HTTPException(HTTP_422, f"fab_base64 is not valid base64: {exc}") from exc
+    except ValueError as exc:  # binascii.Error, or a character outside ASCII
+        problem = {"loc": ("body", "fab_base64"), "type": "value_error"}
+        raise RequestValidationError([{**problem, "msg": f"not valid base64: {exc}"}]) from exc
     return service.start_app_run(fab, body.config)
 
 
@@ -56,20 +81,43 @@ def list_runs(registry: RegistryDep) -> list[Run]:
     return registry.list_runs()
 
 
-@router.get("/{run_id}", response_model=Run)
-def show_run(run_id: int, registry: RegistryDep) -> Run:
+@router.get("/{run_id}", response_model=Run, responses=NOT_FOUND)
+def show_run(run_id: RunId, registry: RegistryDep) -> Run:
     """One run with its per-round metrics."""
     return registry.get_run(run_id)
 
 
-@router.post("/{run_id}/stop", response_model=Run)
-def stop_run(run_id: int, service: RunServiceDep) -> Run:
+@router.post(
+    "/{run_id}/stop",
+    response_model=Run,
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorBody, "description": "the run has already ended"},
+        503: {
+            "model": ErrorBody,
+            "description": "the SuperLink's Control API is unreachable; the stop is recorded "
+            "as requested",
+        },
+    },
+)
+def stop_run(run_id: RunId, service: RunServiceDep) -> Run:
     """Stop a run that has not ended; 409 if it already has."""
     return service.stop_run(run_id)
 
 
-@router.post("/{run_id}/resume", response_model=Run)
-def resume_run(run_id: int, service: RunServiceDep) -> Run:
+@router.post(
+    "/{run_id}/resume",
+    response_model=Run,
+    responses={
+        **NOT_FOUND,
+        409: {
+            "model": ErrorBody,
+            "description": "nothing to resume: the run completed, still runs, or runs your own app",
+        },
+        **NOT_STARTED,
+    },
+)
+def resume_run(run_id: RunId, service: RunServiceDep) -> Run:
     """Continue a failed or stopped run from its last checkpoint; 409 if there is nothing to."""
     return service.resume_run(run_id)
 
@@ -77,10 +125,13 @@ def resume_run(run_id: int, service: RunServiceDep) -> Run:
 @router.get(
     "/{run_id}/logs",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/plain": {}}, "description": "the ServerApp's log"}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "the ServerApp's log"},
+        **NOT_FOUND,
+    },
 )
 def run_logs(
-    run_id: int,
+    run_id: RunId,
     service: RunServiceDep,
     follow: Annotated[bool, Query(description="keep streaming until the run ends")] = False,
 ) -> StreamingResponse:
@@ -106,26 +157,32 @@ def _authorize(registry: RegistryDep, run_id: int, token: str | None) -> None:
 RunToken = Annotated[str | None, Header(alias="X-Run-Token")]
 
 
-@router.get("/{run_id}/eligible-devices", response_model=list[str])
-def eligible_devices(run_id: int, registry: RegistryDep, token: RunToken = None) -> list[str]:
+@router.get(
+    "/{run_id}/eligible-devices", response_model=list[str], responses={**NOT_FOUND, **FORBIDDEN}
+)
+def eligible_devices(run_id: RunId, registry: RegistryDep, token: RunToken = None) -> list[str]:
     """For the run's ServerApp: the device ids it may train on (not drained or revoked, not
     offline, carrying the run's target labels)."""
     _authorize(registry, run_id, token)
     return registry.eligible_device_ids(registry.get_run(run_id).target_labels)
 
 
-@router.post("/{run_id}/rounds", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/{run_id}/rounds",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**NOT_FOUND, **FORBIDDEN},
+)
 def report_round(
-    run_id: int, body: RoundReport, registry: RegistryDep, token: RunToken = None
+    run_id: RunId, body: RoundReport, registry: RegistryDep, token: RunToken = None
 ) -> None:
     """The run's ServerApp reports one round."""
     _authorize(registry, run_id, token)
     registry.record_round(run_id, body)
 
 
-@router.post("/{run_id}/status", response_model=Run)
+@router.post("/{run_id}/status", response_model=Run, responses={**NOT_FOUND, **FORBIDDEN})
 def report_status(
-    run_id: int, body: RunStatusReport, registry: RegistryDep, token: RunToken = None
+    run_id: RunId, body: RunStatusReport, registry: RegistryDep, token: RunToken = None
 ) -> Run:
     """The run's ServerApp reports a status change."""
     _authorize(registry, run_id, token)

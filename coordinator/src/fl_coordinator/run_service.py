@@ -47,6 +47,7 @@ def run_config_for(
         "coordinator-url": settings.api_url,
         "report-token-file": str(token_file(settings, run_id)),
         "model-store": str(settings.model_store_dir),
+        "model-keep-last": settings.model_keep_last,
         "server-data-dir": str(settings.data_dir),
     }
 

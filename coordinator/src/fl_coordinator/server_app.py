@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
@@ -86,7 +87,7 @@ def _train(grid: Grid, context: Context, reporter: RunReporter) -> float | None:
         model=model,
         test_data=test_data,
         strategy=strategy,
-        store=ModelStore(Path(str(cfg["model-store"]))),
+        store=model_store_for(cfg),
         reporter=reporter,
         dataset=str(cfg["dataset"]),
         data_dir=data_dir,
@@ -101,6 +102,13 @@ def _train(grid: Grid, context: Context, reporter: RunReporter) -> float | None:
         evaluate_fn=recorder,
     )
     return recorder.reports[-1].eval_accuracy if recorder.reports else None
+
+
+def model_store_for(run_config: Mapping[str, bool | float | int | str]) -> ModelStore:
+    """The run's model store, with the coordinator's retention setting (model_keep_last)."""
+    return ModelStore(
+        Path(str(run_config["model-store"])), keep_last=int(run_config["model-keep-last"])
+    )
 
 
 def _keep_to_eligible_devices(

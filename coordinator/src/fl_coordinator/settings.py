@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from fl_coordinator.model_store import DEFAULT_KEEP_LAST
 from fl_shared.catalog import DEFAULT_FASHION_MNIST_DIR
 from fl_shared.file_settings import FileSettings
 
@@ -36,6 +43,8 @@ class CoordinatorSettings(FileSettings):
     # Runs interrupted by a coordinator or SuperLink crash continue from their last
     # checkpoint when the coordinator starts again (off: they are marked failed).
     resume_interrupted_runs: bool = True
+    # Model store retention: each run keeps its best round plus this many latest rounds.
+    model_keep_last: int = DEFAULT_KEEP_LAST
     insecure: bool = False
     log_level: str = "info"
 
@@ -51,6 +60,22 @@ class CoordinatorSettings(FileSettings):
                 f"device_offline_after_s ({self.offline_after_s:g})"
             )
         return self
+
+    @field_validator("model_keep_last", mode="wrap")
+    @classmethod
+    def _check_model_keep_last(cls, value: object, parse: ValidatorFunctionWrapHandler) -> int:
+        try:
+            kept = None if isinstance(value, bool) else int(parse(value))
+        except ValidationError:
+            kept = None
+        if kept is None or kept < 1:
+            # One message for 0, -2 and "three": what the setting means and how to fix it.
+            raise ValueError(
+                f"got {value!r}: set a whole number of latest rounds to keep, 1 or more, with "
+                "FL_COORDINATOR_MODEL_KEEP_LAST or model_keep_last in [coordinator] "
+                f"(default {DEFAULT_KEEP_LAST}; the best round is kept besides)"
+            )
+        return kept
 
     @field_validator("database_url")
     @classmethod

@@ -24,6 +24,7 @@ ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_
 TRACER_NAME = "fl_coordinator"
 
 _provider: TracerProvider | None = None
+_tracer: trace.Tracer | None = None
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -50,8 +51,11 @@ def configure_tracing(service_name: str = "fl-coordinator") -> TracerProvider:
 
 
 def tracer() -> trace.Tracer:
-    """Our tracer (from the configured provider)."""
-    return configure_tracing().get_tracer(TRACER_NAME, __version__)
+    """Our tracer (from the configured provider), made once: requests are hot paths."""
+    global _tracer
+    if _tracer is None:
+        _tracer = configure_tracing().get_tracer(TRACER_NAME, __version__)
+    return _tracer
 
 
 class TracingMiddleware:

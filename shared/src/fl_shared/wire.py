@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from fl_shared.capabilities import Capabilities
 from fl_shared.catalog import DATASET_NAMES, MODEL_NAMES, PARTITIONER_NAMES
@@ -33,6 +43,36 @@ HISTORY_WINDOWS_S: dict[str, int] = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400
 # Label keys an administrator sets: letters, digits and . _ / - (no "=": filters are key=value).
 LABEL_KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}")
 LABEL_VALUE_MAX = 255
+# The largest number the registry's INTEGER columns hold (32-bit in PostgreSQL): run ids,
+# round numbers, examples per device and round. A larger one is a 422, not a database error.
+REGISTRY_INT_MAX = 2**31 - 1
+# The registry's column widths for a device's identity (VARCHAR; PostgreSQL enforces them).
+DEVICE_ID_MAX = 64
+
+
+NO_NUL_PATTERN = "^[^\\x00]*$"
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    return value
+
+
+class _NoNulSchema:
+    """Documents the NUL rule in the JSON schema (the validator gives the message)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["pattern"] = NO_NUL_PATTERN
+        return schema
+
+
+# A string the registry stores in a text column: PostgreSQL's cannot hold NUL characters.
+StoredText = Annotated[str, AfterValidator(_no_nul), _NoNulSchema]
 
 
 class WireModel(BaseModel):
@@ -51,12 +91,22 @@ class DeviceRegistration(WireModel):
     """What an agent sends to enroll (or re-enroll with its persisted id)."""
 
     schema_version: str = WIRE_VERSION
-    device_id: str | None = None
-    name: str = Field(min_length=1, max_length=128)
-    hostname: str = ""
-    platform: str = ""
-    agent_version: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
+    device_id: StoredText | None = Field(default=None, max_length=DEVICE_ID_MAX)
+    name: StoredText = Field(min_length=1, max_length=128)
+    hostname: StoredText = Field(default="", max_length=255)
+    platform: StoredText = Field(default="", max_length=255)
+    agent_version: StoredText = Field(default="", max_length=64)
+    labels: dict[str, StoredText] = Field(
+        default_factory=dict, json_schema_extra={"propertyNames": {"pattern": NO_NUL_PATTERN}}
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _keys_without_nul(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if "\x00" in key:
+                raise ValueError(f"label key {key!r} must not contain a NUL character (\\u0000)")
+        return value
 
 
 class DeviceRegistered(WireModel):
@@ -70,23 +120,24 @@ class DeviceRegistered(WireModel):
 class Heartbeat(WireModel):
     """A liveness beat from an agent."""
 
-    schema_version: str = WIRE_VERSION
-    device_id: str
+    # Bounds are what the registry can store: a beat outside them is a 422, never a lost batch.
+    schema_version: str = Field(default=WIRE_VERSION, max_length=32)
+    device_id: StoredText = Field(min_length=1, max_length=DEVICE_ID_MAX)
     supernode_state: SuperNodeState = "running"
-    supernode_restarts: int = 0
-    supernode_hangs: int = 0
+    supernode_restarts: int = Field(default=0, ge=0, le=REGISTRY_INT_MAX)
+    supernode_hangs: int = Field(default=0, ge=0, le=REGISTRY_INT_MAX)
     # Since wire 1.1: the ClientApp runtime, and the state of the warm one when it is used.
     clientapp_runtime: ClientAppRuntime | None = None
     runtime_state: SuperNodeState | None = None
-    runtime_restarts: int = 0
-    uptime_s: float = 0.0
-    agent_version: str = ""
-    cpu_percent: float | None = None
-    memory_percent: float | None = None
-    max_temp_c: float | None = None
-    power_mode: str | None = None
-    disk_free_bytes: int | None = None
-    activity: str = "idle"
+    runtime_restarts: int = Field(default=0, ge=0, le=REGISTRY_INT_MAX)
+    uptime_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    agent_version: StoredText = Field(default="", max_length=64)
+    cpu_percent: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    memory_percent: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_temp_c: float | None = Field(default=None, allow_inf_nan=False)
+    power_mode: StoredText | None = Field(default=None, max_length=64)
+    disk_free_bytes: int | None = Field(default=None, ge=0, le=2**53)  # exact in any JSON
+    activity: StoredText = Field(default="idle", max_length=256)
     last_contact_at: datetime | None = None
 
 
@@ -147,7 +198,7 @@ class DeviceParticipation(WireModel):
     round: int
     num_examples: int
     train_seconds: float
-    train_loss: float
+    train_loss: float | None = Field(description="null when the device reported none")
 
 
 class DeviceDetail(Device):
@@ -179,13 +230,26 @@ def _check_label_key(key: str) -> str:
 def _check_label_value(key: str, value: str) -> str:
     if len(value) > LABEL_VALUE_MAX:
         raise ValueError(f"label {key!r}: value is longer than {LABEL_VALUE_MAX} characters")
+    if "\x00" in value:
+        raise ValueError(f"label {key!r}: value must not contain a NUL character (\\u0000)")
     return value
+
+
+# The label rules in JSON Schema, for the OpenAPI spec (the validators below give the messages).
+_LABELS_SCHEMA: dict[str, Any] = {
+    "propertyNames": {"pattern": f"^{LABEL_KEY_PATTERN.pattern}$"},
+    "additionalProperties": {
+        "type": "string",
+        "maxLength": LABEL_VALUE_MAX,
+        "pattern": NO_NUL_PATTERN,
+    },
+}
 
 
 class DeviceLabels(WireModel):
     """PUT body: the device's complete new set of labels."""
 
-    labels: dict[str, str]
+    labels: dict[str, str] = Field(json_schema_extra=_LABELS_SCHEMA)
 
     @field_validator("labels")
     @classmethod
@@ -196,7 +260,14 @@ class DeviceLabels(WireModel):
 class DeviceLabelsPatch(WireModel):
     """PATCH body (JSON merge patch): set the labels given, remove those set to null."""
 
-    labels: dict[str, str | None]
+    labels: dict[str, str | None] = Field(
+        json_schema_extra={
+            **_LABELS_SCHEMA,
+            "additionalProperties": {
+                "anyOf": [_LABELS_SCHEMA["additionalProperties"], {"type": "null"}]
+            },
+        }
+    )
 
     @field_validator("labels")
     @classmethod
@@ -210,15 +281,16 @@ class DeviceLabelsPatch(WireModel):
 class DeviceAdminAction(WireModel):
     """Body of drain and revoke: why (shown in listings and in the refusal a device gets)."""
 
-    reason: str = Field(default="", max_length=500)
+    reason: StoredText = Field(default="", max_length=500)
 
 
 class RunRequest(WireModel):
     """What an ML engineer asks for when starting a training run."""
 
-    model: str = "cnn"
-    dataset: str = "fashion-mnist"
-    partitioner: str = "iid"
+    # The enums document the catalogs; the validators below refuse with the valid names.
+    model: str = Field(default="cnn", json_schema_extra={"enum": list(MODEL_NAMES)})
+    dataset: str = Field(default="fashion-mnist", json_schema_extra={"enum": list(DATASET_NAMES)})
+    partitioner: str = Field(default="iid", json_schema_extra={"enum": list(PARTITIONER_NAMES)})
     dirichlet_alpha: float = Field(default=0.5, gt=0)
     num_rounds: int = Field(default=3, ge=1, le=10_000)
     min_devices: int = Field(default=2, ge=1)
@@ -263,17 +335,18 @@ class RunRequest(WireModel):
 class DeviceRoundResult(WireModel):
     """One device's part in one round."""
 
-    device_id: str
+    device_id: StoredText = Field(max_length=DEVICE_ID_MAX)
     node_id: int
-    num_examples: int
-    train_loss: float
+    num_examples: int = Field(ge=0, le=REGISTRY_INT_MAX)
+    # None when the ClientApp sent no finite training loss (a user's own app may send none).
+    train_loss: float | None = None
     train_seconds: float
 
 
 class RoundReport(WireModel):
     """What the ServerApp reports after each round (round 0 is the initial model)."""
 
-    round: int = Field(ge=0)
+    round: int = Field(ge=0, le=REGISTRY_INT_MAX)
     devices: list[DeviceRoundResult] = Field(default_factory=list)
     train_loss: float | None = None
     eval_loss: float | None = None
@@ -289,7 +362,7 @@ class RunStatusReport(WireModel):
     """A status change reported by the ServerApp."""
 
     status: RunStatus
-    detail: str = ""
+    detail: StoredText = ""
 
 
 class Run(WireModel):
@@ -319,3 +392,13 @@ class ErrorBody(WireModel):
 
     error: str
     detail: str
+
+
+class InvalidRequestBody(ErrorBody):
+    """The JSON body of a 422: what is wrong, and the request fields at fault when known."""
+
+    fields: list[str] = Field(
+        default_factory=list,
+        description="the fields at fault, dotted (`labels.site`); query and path parameters "
+        "by name",
+    )
