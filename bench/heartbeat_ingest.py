@@ -8,8 +8,10 @@ after a warm-up. Targets, in one run:
 - ``baseline``: a minimal FastAPI app doing one SQLite upsert per request (no auth, no
   middleware, no history);
 - ``coordinator-sqlite``: ``fl_coordinator.api_app.create_app`` on a real SQLite registry, with
-  history retention and OpenTelemetry on (spans exported by OTLP/HTTP to a sink in this
-  process), served by uvicorn as ``fl-coordinator serve`` serves it;
+  device authentication (every beat carries its device's own credential, checked as in
+  production; ``--no-auth``: the development mode), history retention and OpenTelemetry on
+  (spans exported by OTLP/HTTP to a sink in this process), served by uvicorn as
+  ``fl-coordinator serve`` serves it (plain HTTP: the application is measured, not TLS);
 - ``coordinator-postgresql``: the same on a private PostgreSQL cluster (fsync on).
 
 Two loads per target:
@@ -66,18 +68,25 @@ DEFAULT_OUT = BENCH_DIR / "results" / "heartbeat_ingest.json"
 LUA = """
 math.randomseed(%(seed)d)
 local devices = %(devices)d
+local credentials = {}
+local path = "%(credentials)s"
+if path ~= "" then
+  for line in io.lines(path) do credentials[#credentials + 1] = line end
+end
 local pause_ms = %(pause_ms)f
 if pause_ms > 0 then
   delay = function() return pause_ms end
 end
 request = function()
-  local id = string.format("bench-%%05d", math.random(0, devices - 1))
+  local n = math.random(0, devices - 1)
+  local id = string.format("bench-%%05d", n)
+  local headers = {["Content-Type"] = "application/json"}
+  if path ~= "" then headers["Authorization"] = "Bearer " .. credentials[n + 1] end
   local body = '{"schema_version":"1.2","device_id":"' .. id .. '",' ..
     '"supernode_state":"running","cpu_percent":' .. math.random(0, 100) .. ',' ..
     '"memory_percent":42.5,"max_temp_c":51.0,"activity":"idle","uptime_s":1234.5,' ..
     '"agent_version":"0.4.0","clientapp_runtime":"warm","runtime_state":"running"}'
-  return wrk.format("POST", "/api/v1/devices/" .. id .. "/heartbeat",
-    {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/api/v1/devices/" .. id .. "/heartbeat", headers, body)
 end
 """
 
@@ -122,11 +131,18 @@ def otlp_sink() -> Iterator[str]:
 
 @contextlib.contextmanager
 def server(
-    kind: str, database: str, devices: int, state_dir: Path, env: dict[str, str]
+    kind: str,
+    database: str,
+    devices: int,
+    state_dir: Path,
+    env: dict[str, str],
+    credentials: Path | None,
 ) -> Iterator[str]:
     port = _free_port()
     argv = [sys.executable, str(BENCH_DIR / "ingest_server.py"), kind, "--port", str(port)]
     argv += ["--database", database, "--devices", str(devices), "--state-dir", str(state_dir)]
+    if credentials is not None:
+        argv += ["--credentials-out", str(credentials)]
     log = (state_dir / f"{kind}.log").open("w")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
     url = f"http://127.0.0.1:{port}"
@@ -220,12 +236,24 @@ def history_rows(database: str) -> int:
         engine.dispose()
 
 
-def paced_load(url: str, work: Path, args: argparse.Namespace, rate: float) -> dict[str, Any]:
+def lua(args: argparse.Namespace, seed: int, pause_ms: float, credentials: Path | None) -> str:
+    """The wrk script: random devices, each beat with its device's credential (if any)."""
+    return LUA % {
+        "seed": seed,
+        "devices": args.devices,
+        "pause_ms": pause_ms,
+        "credentials": str(credentials or ""),
+    }
+
+
+def paced_load(
+    url: str, work: Path, args: argparse.Namespace, rate: float, credentials: Path | None
+) -> dict[str, Any]:
     """Offer ``rate`` beats/s from paced connections (the pause is calibrated on the server)."""
     script = work / "paced.lua"
     conns = args.paced_connections
     pause = conns / rate * 1000.0
-    script.write_text(LUA % {"seed": 7, "devices": args.devices, "pause_ms": pause})
+    script.write_text(lua(args, 7, pause, credentials))
     calibrated_2xx = 0
     for _ in range(2):  # twice: the first also warms the server to this pattern
         calibration = wrk(url, script, conns, 3)
@@ -233,7 +261,7 @@ def paced_load(url: str, work: Path, args: argparse.Namespace, rate: float) -> d
         # Each connection sends every pause + latency: take the mean latency out of the pause.
         latency_ms = conns / calibration["requests_per_s"] * 1000.0 - pause
         pause = max(conns / rate * 1000.0 - latency_ms, 0.0)
-        script.write_text(LUA % {"seed": 11, "devices": args.devices, "pause_ms": pause})
+        script.write_text(lua(args, 11, pause, credentials))
     load = wrk(url, script, conns, args.seconds)
     return {
         **load,
@@ -255,16 +283,17 @@ def run_target(
     label = kind if kind == "baseline" else f"coordinator-{database.split(':')[0].split('+')[0]}"
     print(f"{label}: starting ...", flush=True)
     script = work / "heartbeat.lua"
-    script.write_text(LUA % {"seed": 42, "devices": args.devices, "pause_ms": 0.0})
+    credentials = None if kind == "baseline" or args.no_auth else work / f"{label}.credentials"
+    script.write_text(lua(args, 42, 0.0, credentials))
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink} if sink else {}
-    result: dict[str, Any] = {"target": label}
-    with server(kind, database, args.devices, work, env) as url:
+    result: dict[str, Any] = {"target": label, "device_auth": credentials is not None}
+    with server(kind, database, args.devices, work, env, credentials) as url:
         warm = wrk(url, script, args.connections, args.warmup)
         load = wrk(url, script, args.connections, args.seconds)
         result.update(load)
         answered = warm["requests"] - warm["non_2xx"] + load["requests"] - load["non_2xx"]
         if paced_rate:
-            paced = paced_load(url, work, args, paced_rate)
+            paced = paced_load(url, work, args, paced_rate, credentials)
             result["paced"] = paced
             answered += paced["requests"] - paced["non_2xx"] + paced["calibration_2xx"]
             print(
@@ -296,6 +325,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--no-auth", action="store_true", help="coordinator in development mode (no credentials)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     started = datetime.now(UTC)

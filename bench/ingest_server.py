@@ -119,6 +119,41 @@ def enroll_in_bulk(url: str, devices: int) -> None:
     engine.dispose()
 
 
+def issue_credentials(url: str, devices: int, out: Path) -> None:
+    """A device credential per device, stored hashed as the enrollment would; secrets to ``out``.
+
+    In bulk (one transaction) rather than 10,000 enrollments: the benchmark measures heartbeats.
+    """
+    import secrets
+
+    from sqlalchemy import create_engine, insert
+
+    from fl_coordinator.credentials import PREFIXES, secret_hash
+    from fl_coordinator.registry_schema import ApiTokenRow
+
+    now = datetime.now(UTC)
+    tokens = [PREFIXES["device"] + secrets.token_urlsafe(32) for _ in range(devices)]
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(ApiTokenRow),
+            [
+                {
+                    "token_id": f"tok-bench{n:07d}",
+                    "kind": "device",
+                    "name": "bench",
+                    "secret_hash": secret_hash(token),
+                    "device_id": DEVICE_ID.format(n),
+                    "labels": {},
+                    "created_at": now,
+                }
+                for n, token in enumerate(tokens)
+            ],
+        )
+    engine.dispose()
+    out.write_text("\n".join(tokens) + "\n")
+
+
 def _stop(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -130,6 +165,11 @@ def main() -> None:
     parser.add_argument("--database", required=True)
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--state-dir", type=Path)
+    parser.add_argument(
+        "--credentials-out",
+        type=Path,
+        help="coordinator: require device credentials and write them here (one per line)",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _stop)
     if args.kind == "baseline":
@@ -144,10 +184,16 @@ def main() -> None:
         from fl_coordinator.telemetry import configure_tracing
 
         configure_tracing()
-        settings = CoordinatorSettings(state_dir=args.state_dir, insecure=True)
+        # With credentials, the REST API checks them as in production (plain HTTP here: the
+        # benchmark measures the application, not TLS); without, the development mode.
+        settings = CoordinatorSettings(
+            state_dir=args.state_dir, insecure=args.credentials_out is None
+        )
         registry = Registry(args.database)
         registry.migrate()
         enroll_in_bulk(args.database, args.devices)
+        if args.credentials_out is not None:
+            issue_credentials(args.database, args.devices, args.credentials_out)
         # Nothing listens there: the benchmark starts no runs.
         runs = RunService(registry, FlowerControl("127.0.0.1:9", insecure=True), settings)
         app = create_app(registry, runs, settings)

@@ -335,11 +335,15 @@ def run_plain(workdir: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- (b) ours
 
 
-def run_ours(workdir: Path) -> dict[str, Any]:
-    """One run through the platform: coordinator + 2 edge agents, REST-submitted."""
+def run_ours(workdir: Path, secure: bool = False) -> dict[str, Any]:
+    """One run through the platform: coordinator + 2 edge agents, REST-submitted.
+
+    ``secure``: the production path (TLS, enrolled agents, authenticated SuperNodes through
+    the Fleet API gateway); otherwise the development mode.
+    """
     from fl_coordinator.local_fleet import LocalFleet
 
-    fleet = LocalFleet(workdir, torch_threads=1)
+    fleet = LocalFleet(workdir, torch_threads=1, secure=secure)
     try:
         fleet.start_coordinator()
         for i in range(NUM_DEVICES):
@@ -383,7 +387,7 @@ def run_ours(workdir: Path) -> dict[str, Any]:
         rounds = sorted(run["rounds"], key=lambda r: int(r["round"]))
         reported = {int(r["round"]): float(r["seconds"]) for r in rounds}
         result = {
-            "variant": "ours",
+            "variant": "ours-secure" if secure else "ours",
             "run_id": run_id,
             "flower_run_id": run.get("flower_run_id"),
             "submit_time": submit,
@@ -418,7 +422,7 @@ def summarize(results: list[dict[str, Any]], variant: str) -> dict[str, float]:
         "submit_call_s": statistics.fmean(r["submit_call_s"] for r in mine),
         "rounds_2_on_s": statistics.fmean(d for r in mine for d in r["round_durations_s"][1:]),
     }
-    if variant == "ours":
+    if variant.startswith("ours"):
         out["reported_seconds_per_round"] = statistics.fmean(
             r["reported_seconds_per_round"] for r in mine
         )
@@ -433,16 +437,18 @@ def print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         name = f"{r['variant']}#{r['repeat']}" + ("!" if r.get("disturbed") else "")
         rounds = " ".join(f"{d:.2f}" for d in r["round_durations_s"])
         extra = ""
-        if r["variant"] == "ours":
+        if r["variant"].startswith("ours"):
             rep = " ".join(f"{r['reported_round_seconds'][str(k)]:.2f}" for k in (1, 2, 3))
             extra = f"  [reported 'seconds': {rep}]"
         print(
             f"{name:<10} {r['seconds_per_round']:>9.2f} {r['submit_to_first_round_s']:>13.2f}"
             f" {r['submit_to_round0_s']:>13.2f}  {rounds}{extra}"
         )
-    plain, ours, ratio = summary["plain"], summary["ours"], summary["ratio_ours_over_plain"]
+    first, second = summary["variants"]
+    plain, ours = summary[first], summary[second]
+    ratio = summary[f"ratio_{second}_over_{first}"]
     print()
-    print(f"{'mean':<24} {'plain':>8} {'ours':>8} {'ours/plain':>11}")
+    print(f"{'mean':<24} {first:>11} {second:>11} {second + '/' + first:>20}")
     for key, label in (
         ("seconds_per_round", "seconds per round"),
         ("submit_to_first_round_s", "submit -> round 1 (s)"),
@@ -450,9 +456,9 @@ def print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         ("rounds_2_on_s", "rounds 2.. only (s)"),
         ("submit_call_s", "submit call (s)"),
     ):
-        ratio_text = f"{ratio[key]:>11.2f}" if key in ratio else f"{ours[key] / plain[key]:>11.2f}"
-        print(f"{label:<24} {plain[key]:>8.2f} {ours[key]:>8.2f} {ratio_text}")
-    print(f"ours, mean of the rounds' own 'seconds': {ours['reported_seconds_per_round']:.2f}")
+        ratio_text = f"{ratio[key]:>20.2f}" if key in ratio else f"{ours[key] / plain[key]:>20.2f}"
+        print(f"{label:<24} {plain[key]:>11.2f} {ours[key]:>11.2f} {ratio_text}")
+    print(f"{second}, mean of the rounds' own 'seconds': {ours['reported_seconds_per_round']:.2f}")
     if any(r.get("disturbed") for r in results):
         print("! = other load on the machine around that run (see the JSON)")
 
@@ -471,6 +477,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-dirs", action="store_true", help="keep the temporary state/log directories"
     )
+    parser.add_argument(
+        "--compare",
+        choices=("plain", "secure"),
+        default="plain",
+        help="plain: plain Flower vs ours (development mode); secure: ours in the development "
+        "mode vs ours on the production path (TLS + SuperNode authentication + gateway)",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
@@ -483,10 +496,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[MARKER_ENV] = base.name
     results: list[dict[str, Any]] = []
     started = datetime.now(UTC)
+    pairs: list[tuple[str, Callable[[Path], dict[str, Any]]]] = (
+        [("plain", run_plain), ("ours", run_ours)]
+        if args.compare == "plain"
+        else [("ours", run_ours), ("ours-secure", lambda w: run_ours(w, secure=True))]
+    )
     error: str | None = None
     try:
         for repeat in range(args.repeat):
-            for variant, fn in (("plain", run_plain), ("ours", run_ours)):
+            for variant, fn in pairs:
                 workdir = base / f"{variant}-{repeat}"
                 workdir.mkdir(parents=True)
                 print(f"[{repeat + 1}/{args.repeat}] {variant} ... (logs: {workdir})", flush=True)
@@ -523,12 +541,15 @@ def main(argv: list[str] | None = None) -> int:
 
     summary: dict[str, Any] = {}
     variants = {r["variant"] for r in results}
-    for variant in ("plain", "ours"):
+    names = [name for name, _fn in pairs]
+    for variant in names:
         if variant in variants:
             summary[variant] = summarize(results, variant)
-    if len(summary) == 2:
-        summary["ratio_ours_over_plain"] = {
-            key: summary["ours"][key] / summary["plain"][key]
+    if all(name in summary for name in names):
+        first, second = names
+        summary["variants"] = names
+        summary[f"ratio_{second}_over_{first}"] = {
+            key: summary[second][key] / summary[first][key]
             for key in ("seconds_per_round", "submit_to_first_round_s")
         }
         print_table(results, summary)

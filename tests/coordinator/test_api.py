@@ -200,5 +200,13 @@ def test_run_config_uses_flower_kebab_case(tmp_path: Path) -> None:
     settings = CoordinatorSettings(state_dir=tmp_path, port=9999)
     config = run_config_for(RunRequest(max_train_samples=5), 3, settings)
     assert config["max-train-samples"] == 5
-    assert config["coordinator-url"] == "http://127.0.0.1:9999"
+    # Secure by default: the ServerApp reports over TLS and trusts the coordinator's CA.
+    assert config["coordinator-url"] == "https://127.0.0.1:9999"
+    assert config["coordinator-ca-file"] == str(tmp_path / "pki" / "ca.crt")
     assert all("_" not in key for key in config)
+    dev = CoordinatorSettings(state_dir=tmp_path, port=9999, insecure=True)
+    dev_config = run_config_for(RunRequest(), 3, dev)
+    assert (dev_config["coordinator-url"], dev_config["coordinator-ca-file"]) == (
+        "http://127.0.0.1:9999",
+        "",
+    )

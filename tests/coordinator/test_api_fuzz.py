@@ -33,6 +33,7 @@ from schemathesis.core.failures import AcceptedNegativeData
 from schemathesis.generation.case import Case
 
 from fl_coordinator.api_app import create_app
+from fl_coordinator.credentials import CredentialStore
 from fl_coordinator.flower_control import FlowerControl
 from fl_coordinator.model_store import ModelStore
 from fl_coordinator.registry import Registry
@@ -66,6 +67,10 @@ MAX_EXAMPLES = int(os.environ.get("FL_TEST_FUZZ_EXAMPLES", "75"))
 # The seeded runs' report tokens by run id, filled by `fuzz_app`, so that the ServerApp's
 # report routes get past their 403 too.
 REPORT_TOKENS: dict[str, str] = {}
+# Credentials of the secure app (filled by `fuzz_app`): every request carries the right one,
+# and schemathesis' own auth checks send requests without it (they must get 401).
+ADMIN_TOKEN: list[str] = []
+DEVICE_CREDENTIALS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -127,16 +132,23 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory, absent_superlink: str) ->
     """The coordinator's app on a seeded registry and model store, without a SuperLink."""
     state_dir = tmp_path_factory.mktemp("fuzz")
     # No Fashion-MNIST test set here: an ONNX export answers its documented 503.
-    settings_ = CoordinatorSettings(state_dir=state_dir, insecure=True, data_dir=state_dir / "none")
+    # The production mode: every route but the public ones needs its credential.
+    settings_ = CoordinatorSettings(state_dir=state_dir, data_dir=state_dir / "none")
     registry = Registry(settings_.resolved_database_url)
     registry.create_schema()
     control = FlowerControl(absent_superlink, insecure=True)
+    store = CredentialStore(registry)
     try:
         _seed(registry, ModelStore(settings_.model_store_dir))
         REPORT_TOKENS.update({str(r): registry.report_token(r) for r in RUN_IDS})
-        yield create_app(registry, RunService(registry, control, settings_), settings_)
+        ADMIN_TOKEN.append(store.create("admin", "fuzz").secret)
+        DEVICE_CREDENTIALS.update({d: store.issue_device_credential(d).secret for d in DEVICE_IDS})
+        service = RunService(registry, control, settings_)
+        yield create_app(registry, service, settings_, credentials=store)
     finally:
         REPORT_TOKENS.clear()
+        ADMIN_TOKEN.clear()
+        DEVICE_CREDENTIALS.clear()
         control.close()
         registry.close()
 
@@ -162,6 +174,9 @@ SPEC = _spec()
 CONFIG = schemathesis.Config.from_dict(
     {
         "checks": {
+            # Its extra requests cannot reach an ASGI app here; test_api_scopes.py sends every
+            # operation without, and with each wrong kind of, credential instead.
+            "ignored_auth": {"enabled": False},
             # A 503 is no server bug when it is a documented "unavailable" (its status, content
             # type and body are checked as any answer's): the SuperLink and the Fashion-MNIST
             # test set are absent here on purpose. Any other 5xx fails.
@@ -275,6 +290,26 @@ def map_case(_ctx: Any, case: Case) -> Case:
     return case
 
 
+def _authorize(case: Case) -> None:
+    """The admin token, or for a device's own routes that device's credential.
+
+    Set in the test (the tokens exist once `fuzz_app` has run), in place of the value
+    schemathesis generated; a case it generated without the header must get 401.
+    """
+    if "Authorization" not in (case.headers or {}):
+        return  # a case generated without it tests that it is required
+    operation = case.operation
+    device_route = operation.path.endswith(("/heartbeat", "/capabilities")) or (
+        operation.path == "/api/v1/devices" and operation.method.upper() == "POST"
+    )
+    secret = ADMIN_TOKEN[0]
+    if device_route:
+        path_id = unquote(str((case.path_parameters or {}).get("device_id", "")))
+        body_id = case.body.get("device_id") if isinstance(case.body, dict) else None
+        secret = DEVICE_CREDENTIALS.get(path_id or str(body_id), "") or secret
+    case.headers = {**(case.headers or {}), "Authorization": f"Bearer {secret}"}
+
+
 @schema.hook
 def flatmap_case(_ctx: Any, case: Case) -> st.SearchStrategy[Case]:
     """Send a seeded run's real report token in place of the generated one, half the time."""
@@ -299,4 +334,5 @@ def flatmap_case(_ctx: Any, case: Case) -> st.SearchStrategy[Case]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_every_answer_is_documented(case: Case, fuzz_app: FastAPI) -> None:
+    _authorize(case)
     case.call_and_validate(app=fuzz_app)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
@@ -20,11 +21,12 @@ from sqlalchemy import (
     Text,
     create_engine,
     insert,
+    inspect,
     text,
 )
 
 from fl_coordinator.errors import ConfigError, RegistryError
-from fl_coordinator.migrations import head_revision
+from fl_coordinator.migrations import alembic_config, head_revision
 from fl_coordinator.migrations.migrator import script_location
 from fl_coordinator.registry import DeviceFilter, Registry
 from fl_coordinator.registry_schema import Base
@@ -219,6 +221,22 @@ def test_release_0_1_registry_is_adopted_without_losing_rows(
     registry.close()
 
 
+def test_credentials_revision_downgrades_and_upgrades_again(database_url: str) -> None:
+    registry = Registry(database_url)
+    registry.migrate()
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0003")
+    with engine.connect() as conn:
+        assert "api_tokens" not in inspect(conn).get_table_names()
+    # SQLite keeps the two device columns on downgrade; the upgrade must cope with them.
+    assert registry.migrate().before == "0003"
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    engine.dispose()
+    registry.close()
+
+
 def test_registry_from_a_newer_release_is_refused(database_url: str) -> None:
     registry = Registry(database_url)
     registry.migrate()
@@ -244,9 +262,10 @@ def test_migrations_ship_inside_the_package() -> None:
     location = script_location()
     assert location.parent.name == "fl_coordinator"
     assert (location / "env.py").is_file() and (location / "script.py.mako").is_file()
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
     assert sorted(p.name for p in (location / "versions").glob("v*.py")) == [
         "v0001_baseline.py",
         "v0002_fleet_states.py",
         "v0003_nullable_train_loss.py",
+        "v0004_credentials.py",
     ]

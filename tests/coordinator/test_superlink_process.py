@@ -15,9 +15,7 @@ from fl_coordinator.superlink_process import SuperLinkProcess
 
 
 def test_superlink_is_restarted_after_a_crash(tmp_path: Path) -> None:
-    superlink = SuperLinkProcess(
-        host="127.0.0.1", port=free_port(), state_dir=tmp_path, insecure=True
-    )
+    superlink = SuperLinkProcess(host="127.0.0.1", port=free_port(), state_dir=tmp_path, tls=None)
     try:
         superlink.start(timeout_s=60)
         assert superlink.is_healthy()
@@ -39,9 +37,7 @@ def test_superlink_is_restarted_after_a_crash(tmp_path: Path) -> None:
 def test_superlink_that_cannot_start_reports_its_output(tmp_path: Path) -> None:
     # A directory where the SuperLink's database file must be: flower-superlink exits.
     (tmp_path / "superlink" / "superlink.db").mkdir(parents=True)
-    superlink = SuperLinkProcess(
-        host="127.0.0.1", port=free_port(), state_dir=tmp_path, insecure=True
-    )
+    superlink = SuperLinkProcess(host="127.0.0.1", port=free_port(), state_dir=tmp_path, tls=None)
     try:
         with pytest.raises(SuperLinkError, match="flower-superlink exited with"):
             superlink.start(timeout_s=60)

@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
+from tests.edge_agent.fake_supernode import FakeSuperNode
 
 from fl_edge_agent import agent as agent_module
 from fl_edge_agent.agent import Agent
@@ -252,40 +253,6 @@ def test_node_config_carries_device_facts(tmp_path: Path, zero_backoff: None) ->
         "torch-threads": 3,
         "activity-file": str(tmp_path / "activity.json"),
     }
-
-
-class FakeSuperNode:
-    """Records what Agent.run does with its SuperNode, without starting Flower."""
-
-    instances: ClassVar[list[FakeSuperNode]] = []
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.kwargs = kwargs
-        self.state = "stopped"
-        self.restarts = 0
-        self.hangs = 0
-        self.pid: int | None = None
-        self.warm_runtime: Any = None
-        self.calls: list[str] = []
-        FakeSuperNode.instances.append(self)
-
-    def start(self) -> None:
-        self.calls.append("start")
-        self.state = "running"
-
-    def check(self) -> None:
-        self.calls.append("check")
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        self.calls.append("stop")
-        self.state = "stopped"
-
-
-@pytest.fixture
-def fake_supernode(monkeypatch: pytest.MonkeyPatch) -> type[FakeSuperNode]:
-    FakeSuperNode.instances = []
-    monkeypatch.setattr(agent_module, "SuperNodeProcess", FakeSuperNode)
-    return FakeSuperNode
 
 
 def _run_in_thread(agent: Agent) -> tuple[threading.Thread, list[BaseException]]:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from fl_coordinator.local_fleet import program
 from fl_edge_agent.agent_status import AgentStatus, write_status
+from fl_edge_agent.enrolled_identity import EnrollmentRecord, IdentityFiles
+from fl_shared.atomic_write import atomic_write_bytes
 
 
 def _agent(*args: str) -> subprocess.CompletedProcess[str]:
@@ -78,3 +80,84 @@ def test_status_of_a_dead_agent_and_of_none(tmp_path: Path) -> None:
     empty = _agent("status", "--state-dir", str(tmp_path / "nothing"))  # no TLS question here
     assert empty.returncode == 1
     assert empty.stderr.count("\n") == 1 and "--state-dir" in empty.stderr
+
+
+def _enrolled(state_dir: Path, coordinator_url: str = "https://fleet.example:8443") -> None:
+    files = IdentityFiles(state_dir)
+    record = EnrollmentRecord(
+        device_id="dev-77",
+        node_id=77,
+        coordinator_url=coordinator_url,
+        superlink_address="fleet.example:9092",
+        enrolled_at=datetime(2026, 1, 2, tzinfo=UTC),
+    )
+    atomic_write_bytes(files.private_key, b"key", mode=0o600)
+    atomic_write_bytes(files.ca, b"ca", mode=0o644)
+    atomic_write_bytes(files.credential, b"fld_secret\n", mode=0o600)
+    atomic_write_bytes(files.record, record.model_dump_json().encode(), mode=0o644)
+
+
+def test_config_check_of_an_enrolled_device_needs_no_insecure(tmp_path: Path) -> None:
+    _enrolled(tmp_path)
+    result = _agent("config", "check", "--state-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "coordinator_url = https://fleet.example:8443" in lines
+    assert "superlink = fleet.example:9092" in lines
+    assert any(line.startswith("enrolled = device dev-77, node 77") for line in lines)
+    assert "fld_secret" not in result.stdout
+
+
+def test_unenrolled_config_check_says_development_mode(tmp_path: Path) -> None:
+    result = _agent("config", "check", "--insecure", "--state-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "enrolled = no (development mode" in result.stdout
+
+
+def test_enrolled_device_refuses_a_plain_http_coordinator_url(tmp_path: Path) -> None:
+    _enrolled(tmp_path)
+    result = _agent(
+        "run", "--state-dir", str(tmp_path), "--coordinator-url", "http://fleet.example:8080"
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "in clear" in result.stderr
+    assert not (tmp_path / "status.json").exists()
+
+
+def test_damaged_identity_exits_2_naming_the_fix(tmp_path: Path) -> None:
+    _enrolled(tmp_path)
+    IdentityFiles(tmp_path).credential.unlink()
+    result = _agent("run", "--state-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "damaged" in result.stderr and "enroll --coordinator" in result.stderr
+
+
+def test_status_of_a_revoked_agent(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    write_status(
+        tmp_path,
+        AgentStatus(
+            pid=dead.pid,
+            state="revoked",
+            device_id="dev-42",
+            name="jetson-9",
+            coordinator_url="https://coord:8443",
+            registered=False,
+            supernode_state="stopped",
+            supernode_restarts=0,
+            supernode_pid=None,
+            activity="idle",
+            last_heartbeat_ack_at=None,
+            last_error="the coordinator no longer accepts this device's credential",
+            updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
+    )
+    result = _agent("status", "--state-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "NOT running" in result.stdout and "revoked" in result.stdout
+    assert (
+        json.loads(_agent("status", "--json", "--state-dir", str(tmp_path)).stdout)["state"]
+        == "revoked"
+    )

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from fl_edge_agent.coordinator_client import CoordinatorClient, UnknownDevice, _tls
-from fl_edge_agent.errors import CoordinatorRejected, CoordinatorUnreachable
+from fl_edge_agent.errors import CoordinatorRejected, CoordinatorUnreachable, CredentialRejected
 from fl_shared.wire import WIRE_VERSION, DeviceRegistered, DeviceRegistration, Heartbeat
 
 BASE = "http://coordinator.test:8080"
@@ -251,3 +251,59 @@ def test_plain_http_client_loads_no_ca_bundle_and_would_refuse_any_tls_peer() ->
 
 def test_https_client_keeps_httpx_default_verification() -> None:
     assert _tls("https://coordinator.example:8443") is True
+
+
+def test_enrolled_client_sends_its_credential_on_every_call() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        if request.url.path == "/api/v1/devices":
+            return httpx.Response(201, json={"device_id": "dev-1", "heartbeat_interval_s": 5})
+        return httpx.Response(200, json=_ack("dev-1"))
+
+    client = CoordinatorClient(
+        BASE, transport=httpx.MockTransport(handler), credential="fld_secret"
+    )
+    try:
+        client.register(_registration("dev-1"))
+        client.heartbeat(Heartbeat(device_id="dev-1", uptime_s=1.0))
+    finally:
+        client.close()
+    assert seen == ["Bearer fld_secret", "Bearer fld_secret"]
+
+
+def test_unenrolled_client_sends_no_authorization() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        return httpx.Response(201, json={"device_id": "dev-1", "heartbeat_interval_s": 5})
+
+    client = _client(handler)
+    try:
+        client.register(_registration())
+    finally:
+        client.close()
+    assert seen == [None]
+
+
+@pytest.mark.parametrize(
+    ("credential", "says"),
+    [("fld_secret", "no longer accepts this device's credential"), (None, "requires enrolled")],
+)
+def test_401_raises_credential_rejected_naming_the_fix(credential: str | None, says: str) -> None:
+    def handler(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": "unauthorized", "detail": "credential revoked"})
+
+    client = CoordinatorClient(BASE, transport=httpx.MockTransport(handler), credential=credential)
+    try:
+        with pytest.raises(CredentialRejected) as info:
+            client.heartbeat(Heartbeat(device_id="dev-1", uptime_s=1.0))
+    finally:
+        client.close()
+    message = str(info.value)
+    assert says in message and "credential revoked" in message
+    assert "fl-edge-agent enroll" in message
+    assert isinstance(info.value, CoordinatorRejected)
+    assert "fld_secret" not in message

@@ -13,6 +13,7 @@ import pytest
 
 from fl_edge_agent import heartbeat_sender as heartbeat_module
 from fl_edge_agent.coordinator_client import CoordinatorClient
+from fl_edge_agent.errors import CredentialRejected
 from fl_edge_agent.heartbeat_sender import HeartbeatSender
 from fl_shared.wire import Heartbeat
 
@@ -100,6 +101,26 @@ def test_beat_once_calls_on_unknown_device_on_404(recording_log: RecordingLog) -
     assert calls == ["reenroll"]
     assert sender.sent == 0
     assert "heartbeat_unknown_device" in recording_log.names("warning")
+
+
+def test_beat_once_hands_a_401_to_on_credential_rejected(recording_log: RecordingLog) -> None:
+    rejected: list[CredentialRejected] = []
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": "unauthorized", "detail": "revoked"})
+
+    client = CoordinatorClient(
+        "http://coordinator.test", transport=httpx.MockTransport(handler), credential="fld_x"
+    )
+    sender = HeartbeatSender(
+        client, _beat, _never, interval_s=5.0, on_credential_rejected=rejected.append
+    )
+    try:
+        assert sender.beat_once() is False
+    finally:
+        client.close()
+    assert len(rejected) == 1 and "enroll again" in str(rejected[0])
+    assert sender.last_error == str(rejected[0])
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,10 @@ def test_agent_daemon_leaves_out_what_it_never_uses() -> None:
     assert not {"rich", "pygments", "click"} & modules
     # Only the probe process needs the probe modules; SystemLoad reads /proc itself.
     assert not {"fl_edge_agent.capability_probe", "psutil"} & modules
+    # Only `enroll` generates keys and reads certificates: the daemon reads its identity files
+    # with the standard library.
+    assert "fl_edge_agent.enrolled_identity" in modules
+    assert not {"cryptography", "fl_edge_agent.enrollment", "fl_edge_agent.supernode_key"} & modules
     # The SuperNode health check speaks gRPC without the health-checking protobuf modules.
     assert "grpc" in modules
     assert not {"grpc_health.v1.health_pb2", "grpc_health.v1.health_pb2_grpc"} & modules

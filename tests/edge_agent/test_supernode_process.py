@@ -89,6 +89,41 @@ def test_argv_insecure(tmp_path: Path) -> None:
     assert "--node-config" in argv
 
 
+def test_argv_of_an_enrolled_device_has_tls_and_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    process = SuperNodeProcess(
+        superlink="fleet.example:9092",
+        port=9199,
+        state_dir=tmp_path,
+        node_config=NODE_CONFIG,
+        insecure=False,
+        # Relative, as a relative --state-dir gives them: the SuperNode runs elsewhere.
+        root_certificates=Path("identity/ca.crt"),
+        auth_private_key=Path("identity/supernode.key"),
+    )
+    argv = process.argv()
+    assert argv[argv.index("--superlink") + 1] == "fleet.example:9092"
+    assert argv[argv.index("--root-certificates") + 1] == str(tmp_path / "identity" / "ca.crt")
+    key = argv[argv.index("--auth-supernode-private-key") + 1]
+    assert key == str(tmp_path / "identity" / "supernode.key")
+    assert "--insecure" not in argv
+
+
+def test_auth_key_without_tls_is_refused(tmp_path: Path) -> None:
+    # Flower exits at start for this combination; refuse it before a restart loop does.
+    with pytest.raises(ValueError, match="needs TLS"):
+        SuperNodeProcess(
+            superlink="fleet.example:9092",
+            port=9199,
+            state_dir=tmp_path,
+            node_config=NODE_CONFIG,
+            insecure=True,
+            auth_private_key=tmp_path / "supernode.key",
+        )
+
+
 def test_initial_state(tmp_path: Path) -> None:
     process = _process(tmp_path)
     assert process.state == "stopped"

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from fl_coordinator import __version__, routes_devices, routes_models, routes_runs
+from fl_coordinator import __version__, routes_devices, routes_enroll, routes_models, routes_runs
+from fl_coordinator.api_auth import AUTH_ERRORS, authorize
 from fl_coordinator.body_limit import BodyLimitMiddleware
+from fl_coordinator.credentials import CredentialStore
 from fl_coordinator.errors import (
     DeviceNotFound,
     DeviceRevoked,
@@ -105,6 +107,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 400 and exc.detail == _UNREADABLE_BODY:
         return _invalid([("body", "cannot be read as JSON: send UTF-8 encoded JSON")])
     names = {
+        401: "unauthorized",
         403: "forbidden",
         404: "not_found",
         405: "method_not_allowed",
@@ -141,24 +144,40 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(
-    registry: Registry, run_service: RunService, settings: CoordinatorSettings
+    registry: Registry,
+    run_service: RunService,
+    settings: CoordinatorSettings,
+    credentials: CredentialStore | None = None,
 ) -> FastAPI:
     """Build the API around already-started services (nothing starts at import time)."""
     app = FastAPI(title="fl-coordinator", version=__version__)
     app.state.registry = registry
     app.state.run_service = run_service
     app.state.settings = settings
+    app.state.credentials = credentials or CredentialStore(registry)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     for kind, _code, _name in DOMAIN_ERRORS:
         app.add_exception_handler(kind, _domain_error)
-    for router in (routes_devices.router, routes_runs.router, routes_models.router):
-        app.include_router(router, responses=BAD_INPUT)
+    for module in (routes_devices, routes_runs, routes_models):
+        app.include_router(
+            module.router,
+            responses={**BAD_INPUT, **AUTH_ERRORS},
+            dependencies=[Depends(authorize)],  # per route: api_auth.ROUTE_ACCESS
+        )
+    app.include_router(routes_enroll.router, responses=BAD_INPUT)  # public, but for one route
+    app.include_router(routes_runs.report_router, responses=BAD_INPUT)  # X-Run-Token
     # Middleware, innermost first: the heartbeat fast path, the body limit, tracing.
     heartbeat_route = next(
         r for r in routes_devices.router.routes if getattr(r, "name", "") == "heartbeat"
     )
-    app.add_middleware(HeartbeatFastPath, ingest=registry.heartbeats, route=heartbeat_route)
+    app.add_middleware(
+        HeartbeatFastPath,
+        ingest=registry.heartbeats,
+        credentials=app.state.credentials,
+        development=settings.insecure,
+        route=heartbeat_route,
+    )
     app.add_middleware(BodyLimitMiddleware)  # oversized bodies: 413 before any parsing
     app.add_middleware(TracingMiddleware)  # a span per request (exported only if configured)
 

@@ -16,13 +16,15 @@ from fl_coordinator import __version__
 from fl_coordinator.api_app import create_app
 from fl_coordinator.demo import DemoOptions, run_demo
 from fl_coordinator.errors import EXIT_CONFIG, EXIT_OK, ConfigError, FlCoordinatorError
+from fl_coordinator.fleet_gateway import FleetGateway
 from fl_coordinator.flower_control import FlowerControl
+from fl_coordinator.init_command import run_init
 from fl_coordinator.port_check import ensure_port_free
 from fl_coordinator.registry import Registry
 from fl_coordinator.run_service import RunService
 from fl_coordinator.serving_tuning import tune_for_serving
 from fl_coordinator.settings import CoordinatorSettings
-from fl_coordinator.superlink_process import SuperLinkProcess
+from fl_coordinator.superlink_process import SuperLinkProcess, SuperLinkTls
 from fl_shared.errors import SettingsError
 from fl_shared.log_setup import configure_logging
 
@@ -44,10 +46,34 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="Fashion-MNIST IDX dir for evaluation")
     serve.add_argument("--log-level", help="debug, info, warning, error")
     serve.add_argument(
+        "--insecure-dev",
         "--insecure",
+        dest="insecure",
         action="store_true",
         default=None,
-        help="DEVELOPMENT ONLY: plain HTTP, no TLS, anyone on the network can join",
+        help="DEVELOPMENT ONLY: plain HTTP, no TLS, no SuperNode authentication, REST calls "
+        "without a token act as an admin; never on a network others can reach",
+    )
+    serve.add_argument("--fleet-port", type=int, help="Fleet API gateway port (default 9092)")
+    serve.add_argument("--fleet-address", help="host:port devices reach the Fleet API at")
+    init = sub.add_parser(
+        "init",
+        help="create the state dir, a CA, the server certificate and the first admin token",
+        description="Example: fl-coordinator init --state-dir /var/lib/fl-coordinator "
+        "--host coord.lab.example --host 10.0.0.5",
+    )
+    init.add_argument("--config", type=Path, help="TOML file with a [coordinator] table")
+    init.add_argument("--state-dir", type=Path, help="where the coordinator keeps its state")
+    init.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in state dir)")
+    init.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        dest="tls_hosts",
+        help="a name or address devices use for the coordinator (repeat; 127.0.0.1 is added)",
+    )
+    init.add_argument(
+        "--new-admin-token", action="store_true", help="create another admin token (shown once)"
     )
     demo = sub.add_parser("demo", help="train on a local fleet of agents on 127.0.0.1")
     demo.add_argument("--state-dir", type=Path, default=Path(".demo"))
@@ -66,13 +92,36 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _tls(settings: CoordinatorSettings) -> SuperLinkTls | None:
+    """The certificate files made by `fl-coordinator init` (None in the development mode)."""
+    if settings.insecure:
+        log.warning(
+            "insecure_development_mode",
+            detail="plain HTTP, no SuperNode authentication, REST calls without a token act "
+            "as an admin: never run like this on a network others can reach",
+        )
+        return None
+    pki = settings.pki_dir
+    tls = SuperLinkTls(ca_cert=pki / "ca.crt", cert=pki / "server.crt", key=pki / "server.key")
+    if settings.superlink_host not in ("127.0.0.1", "::1", "localhost"):
+        raise ConfigError(
+            f"superlink_host {settings.superlink_host!r} would expose the SuperLink's Control "
+            "API, which has no authentication: keep it on 127.0.0.1; devices reach the Fleet "
+            "API through the gateway on fleet_host:fleet_port"
+        )
+    missing = [str(p) for p in (tls.ca_cert, tls.cert, tls.key) if not p.is_file()]
+    if missing:
+        raise ConfigError(
+            f"no TLS identity in {pki} (missing {', '.join(missing)}): run `fl-coordinator "
+            f"init --state-dir {settings.state_dir} --host <name devices use>` first "
+            "(or pass --insecure-dev for a development setup on a trusted machine)"
+        )
+    return tls
+
+
 def serve(settings: CoordinatorSettings) -> int:
     """Start every part, serve until SIGTERM/SIGINT, stop every part."""
-    if not settings.insecure:
-        raise ConfigError(
-            "TLS is not configured: this release serves plain HTTP only; pass --insecure "
-            "(or FL_COORDINATOR_INSECURE=1) to accept that on a trusted network"
-        )
+    tls = _tls(settings)
     ensure_port_free(settings.host, settings.port, "REST API", "--port")
     ensure_port_free(
         settings.superlink_host, settings.superlink_port, "SuperLink", "--superlink-port"
@@ -93,12 +142,31 @@ def serve(settings: CoordinatorSettings) -> int:
             host=settings.superlink_host,
             port=settings.superlink_port,
             state_dir=settings.state_dir,
-            insecure=settings.insecure,
+            tls=tls,
         )
         stack.callback(superlink.stop)
         superlink.start()
 
-        control = FlowerControl(settings.superlink_address, insecure=settings.insecure)
+        if tls is not None:
+            ensure_port_free(
+                settings.gateway_host, settings.fleet_port, "Fleet API", "--fleet-port"
+            )
+            gateway = FleetGateway(
+                host=settings.gateway_host,
+                port=settings.fleet_port,
+                upstream=f"https://{settings.superlink_address}",
+                ca_cert=tls.ca_cert,
+                cert=tls.cert,
+                key=tls.key,
+            )
+            gateway.start()
+            stack.callback(gateway.stop)
+
+        control = FlowerControl(
+            settings.superlink_address,
+            insecure=tls is None,
+            root_certificates=None if tls is None else str(tls.ca_cert),
+        )
         stack.callback(control.close)
         runs = RunService(registry, control, settings)
         runs.recover_interrupted(resume=settings.resume_interrupted_runs)
@@ -107,7 +175,13 @@ def serve(settings: CoordinatorSettings) -> int:
 
         app = create_app(registry, runs, settings)
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_config=None, access_log=False
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            ssl_certfile=None if tls is None else str(tls.cert),
+            ssl_keyfile=None if tls is None else str(tls.key),
         )
         log.info(
             "coordinator_serving",
@@ -138,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         configure_logging("warning")
         return run_demo(opts, sys.stdout)
+    if args.command == "init":
+        return _init(args)
     flags = {
+        "fleet_address": args.fleet_address,
+        "fleet_port": args.fleet_port,
         "host": args.host,
         "port": args.port,
         "state_dir": args.state_dir,
@@ -162,6 +240,21 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _init(args: argparse.Namespace) -> int:
+    flags = {"state_dir": args.state_dir, "database_url": args.database_url}
+    try:
+        settings = CoordinatorSettings.load(args.config, "coordinator", **flags)
+    except SettingsError as exc:
+        print(f"fl-coordinator: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging("warning")
+    try:
+        return run_init(settings, args.tls_hosts, args.new_admin_token)
+    except FlCoordinatorError as exc:
+        print(f"fl-coordinator: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -41,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
         help="API token, sent as a bearer token (else env FLCTL_TOKEN, else `token` in the "
         "config file: $FLCTL_CONFIG or ~/.config/flctl/config.toml)",
     )
+    parser.add_argument(
+        "--ca-file",
+        default=None,
+        help="the coordinator's CA certificate for https URLs (else env FLCTL_CA_FILE, else "
+        "`ca_file` in the config file, else the system's trust store); `fl-coordinator init` "
+        "made it: <state dir>/pki/ca.crt",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     sub = parser.add_subparsers(dest="resource", required=True)
     for group in GROUPS.values():
@@ -57,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `flctl`."""
     args = _parser().parse_args(argv)
     try:
-        connection = resolve(args.url, args.token)
-        return execute(args, Api(connection.url, token=connection.token), sys.stdout)
+        connection = resolve(args.url, args.token, args.ca_file)
+        api = Api(connection.url, token=connection.token, ca_file=connection.ca_file)
+        return execute(args, api, sys.stdout)
     except CliError as exc:
         print(f"flctl: {exc}", file=sys.stderr)
         return exc.code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,12 +26,26 @@ class Api:
     """The few REST calls flctl makes."""
 
     def __init__(
-        self, url: str, transport: httpx.BaseTransport | None = None, *, token: str | None = None
+        self,
+        url: str,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        token: str | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        verify: ssl.SSLContext | bool = True
+        if ca_file:
+            try:
+                verify = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise CliError(
+                    f"cannot use --ca-file {ca_file}: {exc} (give the coordinator's ca.crt)",
+                    EXIT_USAGE,
+                ) from exc
         self._client = httpx.Client(
-            base_url=self.url, timeout=30.0, transport=transport, headers=headers
+            base_url=self.url, timeout=30.0, transport=transport, headers=headers, verify=verify
         )
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

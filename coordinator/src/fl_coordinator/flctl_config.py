@@ -26,10 +26,12 @@ class Connection:
 
     url: str
     token: str | None
+    ca_file: str | None = None
 
 
-def resolve(url_flag: str | None, token_flag: str | None) -> Connection:
-    """Flags beat FLCTL_URL / FLCTL_TOKEN, which beat the config file's ``url`` / ``token``."""
+def resolve(url_flag: str | None, token_flag: str | None, ca_flag: str | None = None) -> Connection:
+    """Flags beat FLCTL_URL / FLCTL_TOKEN / FLCTL_CA_FILE, which beat the config file's
+    ``url`` / ``token`` / ``ca_file``."""
     path = config_path()
     file: dict[str, object] = {}
     if path.is_file():
@@ -37,11 +39,15 @@ def resolve(url_flag: str | None, token_flag: str | None) -> Connection:
             file = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise CliError(f"cannot read {path}: {exc} (fix or remove it)", EXIT_USAGE) from exc
-        unknown = sorted(set(file) - {"url", "token"})
+        unknown = sorted(set(file) - {"url", "token", "ca_file"})
         if unknown:
             raise CliError(
-                f"{path}: unknown keys {', '.join(unknown)} (only url and token)", EXIT_USAGE
+                f"{path}: unknown keys {', '.join(unknown)} (only url, token and ca_file)",
+                EXIT_USAGE,
             )
     url = url_flag or os.environ.get("FLCTL_URL") or str(file.get("url") or DEFAULT_URL)
     token = token_flag or os.environ.get("FLCTL_TOKEN") or file.get("token")
-    return Connection(url=url, token=str(token) if token else None)
+    ca_file = ca_flag or os.environ.get("FLCTL_CA_FILE") or file.get("ca_file")
+    return Connection(
+        url=url, token=str(token) if token else None, ca_file=str(ca_file) if ca_file else None
+    )

@@ -68,6 +68,19 @@ def add_commands(sub: Any) -> None:
     label.add_argument("changes", nargs="*", metavar="KEY=VALUE|KEY-")
     label.add_argument("--replace", action="store_true", help="the given labels become all")
 
+    token = devices.add_parser(
+        "enroll-token",
+        help="a one-time token for enrolling one new device (shown once)",
+        formatter_class=formatter,
+        epilog="example:\n  flctl devices enroll-token --expires 24h --label site=lab-2\n"
+        "then on the device:\n  fl-edge-agent enroll --coordinator https://HOST:8080 "
+        "--token <token> --ca-fingerprint <from fl-coordinator init>",
+    )
+    token.add_argument("--expires", default="24h", help="lifetime: 30m, 24h, 7d (default 24h)")
+    token.add_argument("--name", default="", help="what the token is for")
+    token.add_argument(
+        "--label", action="append", default=[], help="key=value the device gets (repeat)"
+    )
     for action, text, example in (
         ("drain", "keep a device out of new runs (it keeps heartbeating)", "--reason 'disk swap'"),
         ("undrain", "let a drained device take part in new runs again", ""),
@@ -253,10 +266,36 @@ def _list(args: argparse.Namespace, api: Api, out: TextIO) -> int:
     return EXIT_OK
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _seconds(text: str) -> float:
+    number, unit = text[:-1], text[-1:]
+    if unit not in _UNITS or not number.replace(".", "", 1).isdigit() or float(number) <= 0:
+        raise CliError(f"--expires {text!r}: use a number with s, m, h or d, e.g. 24h", EXIT_USAGE)
+    return float(number) * _UNITS[unit]
+
+
+def _enroll_token(args: argparse.Namespace, api: Api, out: TextIO) -> int:
+    labels = {k: v for k, v in (_label_changes(args.label, True) or {}).items() if v is not None}
+    body = {"name": args.name, "expires_in_s": _seconds(args.expires), "labels": labels}
+    issued = api.call("POST", "/api/v1/enroll-tokens", body)
+    if args.json:
+        dump_json(issued, out)
+    else:
+        out.write(
+            f"{issued['token']}\n(one device, once, until {issued['expires_at']}; "
+            "it is shown only now)\n"
+        )
+    return EXIT_OK
+
+
 def execute(args: argparse.Namespace, api: Api, out: TextIO) -> int:
     """Carry out one `devices` command."""
     if args.action == "list":
         return _list(args, api, out)
+    if args.action == "enroll-token":
+        return _enroll_token(args, api, out)
     path = f"/api/v1/devices/{quote(args.device_id, safe='')}"
     if args.action == "show":
         result = api.call("GET", path + (f"?history={args.history}" if args.history else ""))

@@ -159,8 +159,30 @@ def print_run(run: dict[str, Any], out: TextIO) -> None:
         for r in run["rounds"]
     ]
     table(rows, ("ROUND", "DEVICES", "TRAIN LOSS", "EVAL LOSS", "ACCURACY", "SECONDS"), out)
+    print_robust_training(run["rounds"], out)
     if run["checkpoint"]:
         out.write(f"checkpoint: {run['checkpoint']}\n")
+
+
+def print_robust_training(rounds: list[dict[str, Any]], out: TextIO) -> None:
+    """Updates the screening kept out of each round, and the privacy budget spent so far."""
+    rejected = [(r["round"], u) for r in rounds for u in r.get("rejected_updates") or []]
+    if rejected:
+        out.write("rejected updates:\n")
+        for number, update in rejected:
+            detail = f": {update['detail']}" if update.get("detail") else ""
+            out.write(
+                f"  round {number}: {update['device_id'] or '?'} (node {update['node_id']}) "
+                f"{update['reason']}{detail}\n"
+            )
+    spent = [r["privacy"] for r in sorted(rounds, key=lambda r: r["round"]) if r.get("privacy")]
+    if spent:
+        last = spent[-1]
+        out.write(
+            f"privacy: {last['mechanism']}, epsilon {last['epsilon']:.4g} at delta "
+            f"{last['delta']:g} after {last['releases']} rounds (noise multiplier "
+            f"{last['noise_multiplier']:.4g}, clipping norm {last['clipping_norm']:g})\n"
+        )
 
 
 def execute(args: argparse.Namespace, api: Api, out: TextIO) -> int:

@@ -10,18 +10,25 @@ from typing import Any
 
 import httpx
 import tomli_w
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from flwr.cli.build import build_fab_from_files
 from flwr.common.serde import fab_to_proto, run_status_from_proto, user_config_to_proto
 from flwr.proto.control_pb2 import (  # pylint: disable=no-name-in-module
     ListRunsRequest,
+    RegisterNodeRequest,
     StartRunRequest,
     StopRunRequest,
     StreamLogsRequest,
+    UnregisterNodeRequest,
 )
 from flwr.supercore.control import ControlHttpClient
 from flwr.supercore.fab import Fab
 
 from fl_coordinator.errors import SuperLinkUnreachable
+
+_NIST_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -62,6 +69,27 @@ def build_fab(run_config: dict[str, Any], version: str = "0.1.0") -> bytes:
     }
     fab, _meta = build_fab_from_files({"pyproject.toml": tomli_w.dumps(pyproject).encode()})
     return fab
+
+
+class NodeKeyRefused(ValueError):
+    """A SuperNode public key that cannot be registered."""
+
+
+def node_key_pem(openssh_line: str) -> bytes:
+    """The PEM form the Control API wants of a SuperNode's OpenSSH public key line."""
+    try:
+        key = serialization.load_ssh_public_key(openssh_line.strip().encode())
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise NodeKeyRefused(f"public_key is not an OpenSSH public key line: {exc}") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _NIST_CURVES:
+        raise NodeKeyRefused(
+            "public_key must be a NIST elliptic-curve key (ssh-keygen -t ecdsa -b 384); "
+            f"got {type(key).__name__}"
+        )
+    return key.public_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PublicFormat.SubjectPublicKeyInfo,
+    )
 
 
 class FlowerControl:
@@ -112,6 +140,34 @@ class FlowerControl:
         """Ask the SuperLink to stop a run."""
         try:
             self._client.StopRun(StopRunRequest(run_id=flower_run_id))
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            raise SuperLinkUnreachable(f"SuperLink Control API unreachable: {exc}") from exc
+
+    def register_node(self, public_key: str, name: str = "") -> int:
+        """Register a SuperNode's public key (an OpenSSH line); returns its Flower node id.
+
+        NodeKeyRefused if the key is not a NIST elliptic-curve key or the SuperLink refuses it
+        (a key it has seen before is refused for good).
+        """
+        request = RegisterNodeRequest(public_key=node_key_pem(public_key), name=name[:64])
+        try:
+            response = self._client.RegisterNode(request)
+        except httpx.HTTPStatusError as exc:
+            raise NodeKeyRefused(
+                f"the SuperLink refused the device's key ({exc.response.status_code}): a key "
+                "can be registered once; the agent makes a new one with `fl-edge-agent enroll "
+                "--force`"
+            ) from exc
+        except (httpx.HTTPError, OSError) as exc:
+            raise SuperLinkUnreachable(f"SuperLink Control API unreachable: {exc}") from exc
+        if not response.node_id:
+            raise NodeKeyRefused("the SuperLink gave the device's key no node id")
+        return int(response.node_id)
+
+    def unregister_node(self, node_id: int) -> None:
+        """Unregister a node: its SuperNode is refused from now on and exits."""
+        try:
+            self._client.UnregisterNode(UnregisterNodeRequest(node_id=node_id))
         except (httpx.HTTPError, OSError, ValueError) as exc:
             raise SuperLinkUnreachable(f"SuperLink Control API unreachable: {exc}") from exc
 

@@ -4,7 +4,8 @@ Heartbeats are most of the coordinator's requests. FastAPI's routing, dependency
 response validation cost several times what the heartbeat itself costs, so this middleware
 answers the happy path directly: a ``POST /api/v1/devices/{id}/heartbeat`` whose body validates
 as :class:`~fl_shared.wire.Heartbeat`, speaks this wire major version, names the same device as
-the path, and comes from a device the ingest already knows as active. It queues the beat and
+the path, carries that device's credential (or none, in the development mode), and comes from a
+device the ingest already knows as active. It queues the beat and
 sends the same ``HeartbeatAck`` the route would; when the queue is full it sends the route's
 503 itself, because shedding load must stay cheap. Everything else (bad JSON, a wrong field, an
 unknown or revoked device) goes on to the FastAPI route, unchanged, which gives the documented
@@ -18,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fl_coordinator.credentials import CredentialStore
 from fl_coordinator.heartbeat_ingest import HeartbeatIngest, IngestOverloaded
 from fl_coordinator.telemetry import ASGIApp, Message, Receive, Scope, Send
 from fl_shared.wire import WIRE_MAJOR, ErrorBody, Heartbeat, HeartbeatAck, wire_major
@@ -31,10 +33,21 @@ RETRY_AFTER_S = "5"
 class HeartbeatFastPath:
     """Pure ASGI middleware in front of the routes (inside the body limit and tracing)."""
 
-    def __init__(self, app: ASGIApp, ingest: HeartbeatIngest, route: Any = None) -> None:
-        """``route`` is the FastAPI route it stands in for (its template names the span)."""
+    def __init__(
+        self,
+        app: ASGIApp,
+        ingest: HeartbeatIngest,
+        credentials: CredentialStore,
+        *,
+        development: bool,
+        route: Any = None,
+    ) -> None:
+        """``route`` is the FastAPI route it stands in for (its template names the span);
+        ``development``: beats without a credential are taken (``--insecure-dev``)."""
         self.app = app
         self.ingest = ingest
+        self.credentials = credentials
+        self.development = development
         self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -42,8 +55,8 @@ class HeartbeatFastPath:
             await self.app(scope, receive, send)
             return
         match = _PATH.fullmatch(scope["path"])
-        if match is None:
-            await self.app(scope, receive, send)
+        if match is None or not self._authorized(scope, match.group(1)):
+            await self.app(scope, receive, send)  # the route answers (401 / 403 included)
             return
         messages: list[Message] = []
         chunks: list[bytes] = []
@@ -73,6 +86,21 @@ class HeartbeatFastPath:
         if self.route is not None:
             scope["route"] = self.route
         await _respond(send, 200, ack.model_dump_json().encode())
+
+    def _authorized(self, scope: Scope, device_id: str) -> bool:
+        """The device's own credential (cached: microseconds), or none in development mode."""
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if header is None:
+            return self.development
+        scheme, _, secret = header.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        principal = self.credentials.authenticate(secret.strip())
+        return (
+            principal is not None
+            and principal.kind == "device"
+            and principal.device_id == device_id
+        )
 
     def _accept(self, device_id: str, body: bytes) -> HeartbeatAck | None:
         """Queue the beat and return the answer; None when the route must decide.

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import ssl
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -31,7 +34,9 @@ class LocalFleet:
     """Starts `fl-coordinator serve` and `fl-edge-agent run` processes; stops them all.
 
     Used by `fl-coordinator demo`, the end-to-end tests and the benchmarks, so that all
-    three exercise the same programs a user starts.
+    three exercise the same programs a user starts. ``secure``: the production path
+    (`fl-coordinator init`, TLS, an admin token, every agent enrolled with a one-time token and
+    its SuperNode authenticated through the Fleet API gateway); otherwise the development mode.
     """
 
     def __init__(
@@ -41,20 +46,51 @@ class LocalFleet:
         data_dir: Path | None = None,
         torch_threads: int = 1,
         extra_env: dict[str, str] | None = None,
+        secure: bool = False,
     ) -> None:
         self.state_dir = state_dir
         self.data_dir = data_dir
         self.torch_threads = torch_threads
+        self.secure = secure
         self.api_port = free_port()
         self.superlink_port = free_port()
+        self.fleet_port = free_port()
         self._env = extra_env
+        self.admin_token: str | None = None
         self.coordinator: ManagedProcess | None = None
         self.agents: list[ManagedProcess] = []
 
     @property
     def api_url(self) -> str:
         """Base URL of the coordinator's REST API."""
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"{'https' if self.secure else 'http'}://127.0.0.1:{self.api_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The coordinator's CA certificate (secure mode)."""
+        return self.state_dir / "coordinator" / "pki" / "ca.crt"
+
+    def client(self, timeout: float = 30.0) -> httpx.Client:
+        """An HTTP client for the REST API, as an administrator."""
+        if not self.secure:
+            return httpx.Client(base_url=self.api_url, timeout=timeout)
+        return httpx.Client(
+            base_url=self.api_url,
+            timeout=timeout,
+            verify=ssl.create_default_context(cafile=str(self.ca_file)),
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+        )
+
+    def _init(self) -> None:
+        argv = [program("fl-coordinator"), "init", "--state-dir"]
+        argv += [str(self.state_dir / "coordinator"), "--host", "127.0.0.1"]
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=120, env=self._env_for(), check=False
+        )
+        token = re.search(r"fla_[A-Za-z0-9_-]+", done.stdout)
+        if done.returncode != 0 or token is None:
+            raise FleetError(f"fl-coordinator init failed: {done.stderr or done.stdout}")
+        self.admin_token = token.group(0)
 
     def _env_for(self) -> dict[str, str] | None:
         if self._env is None:
@@ -63,10 +99,12 @@ class LocalFleet:
 
     def start_coordinator(self, timeout_s: float = 90.0) -> None:
         """Start the coordinator and wait for /healthz."""
+        if self.secure:
+            self._init()
         argv = [
             program("fl-coordinator"),
             "serve",
-            "--insecure",
+            *(["--fleet-port", str(self.fleet_port)] if self.secure else ["--insecure-dev"]),
             "--port",
             str(self.api_port),
             "--superlink-port",
@@ -95,20 +133,24 @@ class LocalFleet:
     ) -> ManagedProcess:
         """Start one agent holding partition ``index`` of ``num_partitions``.
 
-        ``env`` adds variables for this agent only (e.g. systemd's NOTIFY_SOCKET).
+        ``env`` adds variables for this agent only (e.g. systemd's NOTIFY_SOCKET). In secure
+        mode it enrolls first; the coordinator and Fleet API addresses come from enrollment.
         """
+        state = self.state_dir / f"agent-{index}"
+        if self.secure:
+            self._enroll(f"device-{index}", state)
+            where: list[str] = []
+        else:
+            where = ["--insecure", "--coordinator-url", self.api_url]
+            where += ["--superlink", f"127.0.0.1:{self.superlink_port}"]
         argv = [
             program("fl-edge-agent"),
             "run",
-            "--insecure",
+            *where,
             "--name",
             f"device-{index}",
             "--state-dir",
-            str(self.state_dir / f"agent-{index}"),
-            "--coordinator-url",
-            self.api_url,
-            "--superlink",
-            f"127.0.0.1:{self.superlink_port}",
+            str(state),
             "--supernode-port",
             str(free_port()),
             "--partition-id",
@@ -138,6 +180,19 @@ class LocalFleet:
         self.agents.append(agent)
         return agent
 
+    def _enroll(self, name: str, state: Path) -> None:
+        with self.client() as admin:
+            made = admin.post("/api/v1/enroll-tokens", json={"name": name})
+        made.raise_for_status()
+        argv = [program("fl-edge-agent"), "enroll", "--coordinator", self.api_url]
+        argv += ["--token", made.json()["token"], "--ca-file", str(self.ca_file)]
+        argv += ["--state-dir", str(state), "--name", name]
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=120, env=self._env_for(), check=False
+        )
+        if done.returncode != 0:
+            raise FleetError(f"fl-edge-agent enroll {name} failed: {done.stderr or done.stdout}")
+
     def wait_devices_online(self, count: int, timeout_s: float = 90.0) -> list[dict[str, Any]]:
         """Wait until ``count`` devices are online, their SuperNode and ClientApp runtime ready."""
         found: list[dict[str, Any]] = []
@@ -153,25 +208,29 @@ class LocalFleet:
 
     def start_run(self, request: dict[str, Any]) -> dict[str, Any]:
         """POST a run request; returns the run."""
-        response = httpx.post(f"{self.api_url}/api/v1/runs", json=request, timeout=30)
+        with self.client() as api:
+            response = api.post("/api/v1/runs", json=request)
         response.raise_for_status()
         run: dict[str, Any] = response.json()
         return run
 
     def get_run(self, run_id: int) -> dict[str, Any]:
         """GET one run."""
-        run: dict[str, Any] = httpx.get(f"{self.api_url}/api/v1/runs/{run_id}", timeout=10).json()
+        with self.client(10) as api:
+            run: dict[str, Any] = api.get(f"/api/v1/runs/{run_id}").json()
         return run
 
     def list_runs(self) -> list[dict[str, Any]]:
         """GET every run, newest first."""
-        runs: list[dict[str, Any]] = httpx.get(f"{self.api_url}/api/v1/runs", timeout=10).json()
+        with self.client(10) as api:
+            runs: list[dict[str, Any]] = api.get("/api/v1/runs").json()
         return runs
 
     def _get(self, path: str) -> Any:
         try:
-            response = httpx.get(f"{self.api_url}{path}", timeout=5)
-        except httpx.HTTPError:
+            with self.client(5) as api:
+                response = api.get(path)
+        except (httpx.HTTPError, OSError):
             return None
         return response.json() if response.status_code == 200 else None
 

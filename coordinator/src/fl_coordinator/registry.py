@@ -346,6 +346,22 @@ class Registry:
         self._write(lambda session: write_beats(session, batch))
         self._sweep_quietly(self._clock())
 
+    def set_node_identity(self, device_id: str, node_id: int, public_key: str) -> None:
+        """Remember the device's Flower node id and SuperNode public key (from enrollment)."""
+
+        def work(session: Session) -> None:
+            row = self._device_row(session, device_id, lock=True)
+            row.node_id = str(node_id)
+            row.public_key = public_key
+
+        self._write(work)
+
+    def node_id_of(self, device_id: str) -> int | None:
+        """The device's Flower node id, if it enrolled with a SuperNode key."""
+        with self._reads.begin() as session:
+            node_id = self._device_row(session, device_id).node_id
+            return int(node_id) if node_id else None
+
     def record_capabilities(self, device_id: str, capabilities: Capabilities) -> bool:
         """Store what a device measured about itself; False when the device is unknown."""
         now = self._clock()

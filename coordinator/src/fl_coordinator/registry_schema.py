@@ -52,6 +52,9 @@ class DeviceRow(Base):
     drained_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Filled at enrollment. Flower node ids are unsigned 64-bit: kept as text, like run ids.
+    node_id: Mapped[str | None] = mapped_column(String(24), index=True)
+    public_key: Mapped[str | None] = mapped_column(Text)
 
 
 class DeviceLabelRow(Base):
@@ -150,3 +153,23 @@ class RoundDeviceRow(Base):
     num_examples: Mapped[int] = mapped_column(Integer)
     train_seconds: Mapped[float] = mapped_column(Float)
     train_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ApiTokenRow(Base):
+    """One credential: an admin, read-only, enrollment or device token; only its hash is kept."""
+
+    __tablename__ = "api_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(Text, default="")
+    # SHA-256 hex of the secret. Secrets are 256-bit random, so a fast unsalted hash is right:
+    # nobody can guess one, and a slow KDF would only cost every authenticated request.
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The labels a device enrolled with this (enrollment) token gets.
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

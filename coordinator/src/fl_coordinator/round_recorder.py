@@ -9,7 +9,7 @@ import structlog
 import torch
 from flwr.app import ArrayRecord, MetricRecord, MetricRecordValues
 
-from fl_coordinator.fleet_strategy import FleetFedAvg
+from fl_coordinator.fleet_strategy import FleetRounds
 from fl_coordinator.model_store import ModelStore
 from fl_coordinator.run_reporter import RunReporter
 from fl_shared.datasets import ArrayDataset
@@ -30,7 +30,7 @@ class RoundRecorder:
         num_classes: int,
         model: torch.nn.Module,
         test_data: ArrayDataset | None,
-        strategy: FleetFedAvg,
+        strategy: FleetRounds,
         store: ModelStore,
         reporter: RunReporter,
         dataset: str | None = None,
@@ -92,10 +92,18 @@ class RoundRecorder:
             federated_eval_accuracy=_metric(federated, "eval-accuracy"),
             seconds=time.monotonic() - self._strategy.round_started if flower_round > 0 else 0.0,
             checkpoint=checkpoint,
+            rejected_updates=self._strategy.round_rejected if flower_round > 0 else [],
+            privacy=None if self._strategy.privacy is None else self._strategy.privacy.spent(),
         )
         self.reports.append(report)
         self._reporter.round(report)
-        log.info("round_recorded", run_id=self._run_id, **report.model_dump(exclude={"devices"}))
+        log.info(
+            "round_recorded",
+            run_id=self._run_id,
+            **report.model_dump(exclude={"devices", "rejected_updates", "privacy"}),
+            rejected=len(report.rejected_updates),
+            epsilon=None if report.privacy is None else report.privacy.epsilon,
+        )
         return MetricRecord(dict[str, MetricRecordValues](metrics)) if metrics else None
 
 

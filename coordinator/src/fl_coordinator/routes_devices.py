@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
+from fl_coordinator.api_auth import CallerDep
 from fl_coordinator.api_deps import RegistryDep, SettingsDep
-from fl_coordinator.errors import DeviceRevoked
+from fl_coordinator.errors import DeviceRevoked, SuperLinkUnreachable
 from fl_coordinator.heartbeat_fast_path import RETRY_AFTER_S
 from fl_coordinator.heartbeat_ingest import IngestOverloaded
 from fl_coordinator.registry import DeviceFilter
@@ -107,10 +108,19 @@ def _label_filters(raw: list[str]) -> dict[str, str]:
     responses={**REVOKED, **UPGRADE},
 )
 def register_device(
-    body: DeviceRegistration, registry: RegistryDep, settings: SettingsDep
+    body: DeviceRegistration, registry: RegistryDep, settings: SettingsDep, caller: CallerDep
 ) -> DeviceRegistered:
-    """Enroll a device (or refresh one that comes back with its id); 403 once revoked."""
+    """Refresh an enrolled device's registration (its own credential); 403 once revoked.
+
+    Only in the development mode may a device without a credential register itself.
+    """
     _check_version(body.schema_version)
+    if caller.principal is not None and body.device_id != caller.principal.device_id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"this credential belongs to device {caller.principal.device_id}, not "
+            f"{body.device_id}: a device registers only itself",
+        )
     try:
         device = registry.register_device(body)
     except DeviceRevoked as exc:
@@ -277,10 +287,25 @@ def undrain(device_id: DeviceIdPath, registry: RegistryDep) -> Device:
 
 @router.post("/{device_id}/revoke", response_model=Device, responses=NOT_FOUND)
 def revoke(
-    device_id: DeviceIdPath, registry: RegistryDep, body: DeviceAdminAction | None = None
+    device_id: DeviceIdPath,
+    registry: RegistryDep,
+    request: Request,
+    body: DeviceAdminAction | None = None,
 ) -> Device:
-    """Refuse the device from now on: its registrations and heartbeats get 403."""
-    return registry.revoke(device_id, (body or DeviceAdminAction()).reason)
+    """Refuse the device from now on: its credential stops working (401), its registrations
+    and heartbeats get 403, and its SuperNode is unregistered from the SuperLink (it exits)."""
+    device = registry.revoke(device_id, (body or DeviceAdminAction()).reason)
+    request.app.state.credentials.revoke_device(device_id)
+    node_id = registry.node_id_of(device_id)
+    if node_id is not None:
+        try:
+            request.app.state.run_service.control.unregister_node(node_id)
+        except SuperLinkUnreachable as exc:
+            # Still revoked: its credential is dead and the node leaves at the next start.
+            log.warning("node_unregister_failed", device_id=device_id, error=str(exc))
+        else:
+            log.info("node_unregistered", device_id=device_id, node_id=node_id)
+    return device
 
 
 @router.post("/{device_id}/unrevoke", response_model=Device, responses=NOT_FOUND)

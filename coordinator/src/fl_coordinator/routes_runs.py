@@ -24,6 +24,8 @@ from fl_shared.wire import (
 )
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
+# The run's ServerApp: its own run token (X-Run-Token), no bearer credential.
+report_router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
 RunId = Annotated[int, Path(ge=1, le=REGISTRY_INT_MAX, description="the run's id")]
 Responses = dict[int | str, dict[str, Any]]
@@ -157,8 +159,10 @@ def _authorize(registry: RegistryDep, run_id: int, token: str | None) -> None:
 RunToken = Annotated[str | None, Header(alias="X-Run-Token")]
 
 
-@router.get(
-    "/{run_id}/eligible-devices", response_model=list[str], responses={**NOT_FOUND, **FORBIDDEN}
+@report_router.get(
+    "/{run_id}/eligible-devices",
+    response_model=list[str],
+    responses={**NOT_FOUND, **FORBIDDEN},
 )
 def eligible_devices(run_id: RunId, registry: RegistryDep, token: RunToken = None) -> list[str]:
     """For the run's ServerApp: the device ids it may train on (not drained or revoked, not
@@ -167,7 +171,7 @@ def eligible_devices(run_id: RunId, registry: RegistryDep, token: RunToken = Non
     return registry.eligible_device_ids(registry.get_run(run_id).target_labels)
 
 
-@router.post(
+@report_router.post(
     "/{run_id}/rounds",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**NOT_FOUND, **FORBIDDEN},
@@ -180,7 +184,11 @@ def report_round(
     registry.record_round(run_id, body)
 
 
-@router.post("/{run_id}/status", response_model=Run, responses={**NOT_FOUND, **FORBIDDEN})
+@report_router.post(
+    "/{run_id}/status",
+    response_model=Run,
+    responses={**NOT_FOUND, **FORBIDDEN},
+)
 def report_status(
     run_id: RunId, body: RunStatusReport, registry: RegistryDep, token: RunToken = None
 ) -> Run:

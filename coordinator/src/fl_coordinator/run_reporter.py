@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from pathlib import Path
 
@@ -26,12 +27,21 @@ class RunReporter:
         *,
         attempts: int = 5,
         transport: httpx.BaseTransport | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.run_id = run_id
         self._attempts = attempts
         token = token_file.read_text().strip()
+        # An https coordinator is trusted through its own CA (run config coordinator-ca-file).
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
+        )
         self._client = httpx.Client(
-            base_url=base_url, headers={"X-Run-Token": token}, timeout=10.0, transport=transport
+            base_url=base_url,
+            headers={"X-Run-Token": token},
+            timeout=10.0,
+            transport=transport,
+            verify=verify,
         )
 
     def close(self) -> None:
@@ -45,6 +55,8 @@ class RunReporter:
             "fl.eval_accuracy": report.eval_accuracy,
             "fl.eval_loss": report.eval_loss,
             "fl.train_loss": report.train_loss,
+            "fl.rejected_updates": len(report.rejected_updates),
+            "fl.epsilon": None if report.privacy is None else report.privacy.epsilon,
         }
         record_round_span(
             run_id=self.run_id,

@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from fl_coordinator.aggregation_choice import run_config_entries
 from fl_coordinator.errors import RunAlreadyFinished, SuperLinkUnreachable
 from fl_coordinator.flower_control import FlowerControl
 from fl_coordinator.registry import Registry
@@ -45,10 +46,14 @@ def run_config_for(
         "seed": request.seed,
         "registry-run-id": run_id,
         "coordinator-url": settings.api_url,
+        # The CA the ServerApp trusts for its reports ("" in the development mode).
+        "coordinator-ca-file": "" if settings.insecure else str(settings.pki_dir / "ca.crt"),
         "report-token-file": str(token_file(settings, run_id)),
         "model-store": str(settings.model_store_dir),
         "model-keep-last": settings.model_keep_last,
         "server-data-dir": str(settings.data_dir),
+        # Aggregation, update screening and differential privacy (docs/robust-training.md).
+        **run_config_entries(request),
     }
 
 
@@ -65,6 +70,7 @@ class RunService:
     ) -> None:
         self._registry = registry
         self._control = control
+        self.control = control  # the enrollment and revoke routes register nodes through it
         self._settings = settings
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -1,4 +1,4 @@
-"""The fleet's Flower ServerApp (Message API): FedAvg over enrolled devices, per-round records."""
+"""The fleet's Flower ServerApp (Message API): training over enrolled devices, per-round records."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
+from fl_coordinator.aggregation_choice import AggregationChoice
 from fl_coordinator.device_wake_up import wake_up_devices
 from fl_coordinator.errors import NotEnoughDevices
 from fl_coordinator.fast_grid import FastGrid
-from fl_coordinator.fleet_strategy import FleetFedAvg, wait_for_nodes
+from fl_coordinator.fleet_strategy import wait_for_nodes
 from fl_coordinator.model_store import ModelStore
 from fl_coordinator.round_recorder import RoundRecorder
 from fl_coordinator.run_reporter import RunReporter
@@ -35,7 +36,13 @@ def main(grid: Grid, context: Context) -> None:
     """Run one training run and report every step of it to the coordinator."""
     cfg = context.run_config
     run_id = int(cfg["registry-run-id"])
-    reporter = RunReporter(str(cfg["coordinator-url"]), run_id, Path(str(cfg["report-token-file"])))
+    ca_file = str(cfg.get("coordinator-ca-file", ""))
+    reporter = RunReporter(
+        str(cfg["coordinator-url"]),
+        run_id,
+        Path(str(cfg["report-token-file"])),
+        ca_file=Path(ca_file) if ca_file else None,
+    )
     try:
         final = _train(grid, context, reporter)
         reporter.status("completed", "" if final is None else f"final accuracy {final:.4f}")
@@ -73,12 +80,13 @@ def _train(grid: Grid, context: Context, reporter: RunReporter) -> float | None:
         log.info("run_resumed", run_id=run_id, from_round=resumed_from)
     data_dir = str(cfg["server-data-dir"]) or None
     test_data = load_dataset(str(cfg["dataset"]), "test", data_dir=data_dir)
-    fraction_evaluate = float(cfg["fraction-evaluate"])
-    strategy = FleetFedAvg(
+    # FedAvg, a robust aggregation or central DP, with screened updates (robust-training.md).
+    strategy = AggregationChoice.from_run_config(cfg).build(
         min_devices=min_devices,
         device_wait_timeout_s=wait_timeout,
-        fraction_evaluate=fraction_evaluate,
-        min_evaluate_nodes=min_devices if fraction_evaluate > 0 else 0,
+        fraction_evaluate=float(cfg["fraction-evaluate"]),
+        run_id=run_id,
+        prior_releases=resumed_from,
     )
     recorder = RoundRecorder(
         run_id=run_id,

@@ -45,6 +45,14 @@ class CoordinatorSettings(FileSettings):
     resume_interrupted_runs: bool = True
     # Model store retention: each run keeps its best round plus this many latest rounds.
     model_keep_last: int = DEFAULT_KEEP_LAST
+    # Devices reach the SuperLink's Fleet API (and nothing else of it) through a TLS gateway
+    # on fleet_host (default: host) and fleet_port; fleet_address is what they are told at
+    # enrollment (host:port; default: that host and port).
+    fleet_host: str = ""
+    fleet_port: int = Field(default=9092, ge=1, le=65535)
+    fleet_address: str = ""
+    # DEVELOPMENT ONLY (`--insecure-dev`): plain HTTP everywhere, no SuperNode authentication,
+    # REST calls without credentials act as an admin.
     insecure: bool = False
     log_level: str = "info"
 
@@ -126,7 +134,28 @@ class CoordinatorSettings(FileSettings):
     def api_url(self) -> str:
         """The REST API as reached from this host (used by the ServerApp to report)."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
-        return f"http://{host}:{self.port}"
+        return f"{'http' if self.insecure else 'https'}://{host}:{self.port}"
+
+    @property
+    def pki_dir(self) -> Path:
+        """The CA and server certificate made by `fl-coordinator init`."""
+        return self.state_dir / "pki"
+
+    @property
+    def gateway_host(self) -> str:
+        """Where the Fleet API gateway listens."""
+        return self.fleet_host or self.host
+
+    @property
+    def advertised_fleet_address(self) -> str:
+        """host:port of the Fleet API as devices reach it (the SuperLink in development mode)."""
+        if self.fleet_address:
+            return self.fleet_address
+        if self.insecure:
+            return self.superlink_address
+        host = self.gateway_host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+        return f"{host}:{self.fleet_port}"
 
     @property
     def superlink_address(self) -> str:

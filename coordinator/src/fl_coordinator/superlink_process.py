@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,14 +21,28 @@ SUPEREXEC_POLL_S = "0.25"
 log = structlog.get_logger(__name__)
 
 
-class SuperLinkProcess:
-    """The coordinator's supervised `flower-superlink` child."""
+@dataclass(frozen=True)
+class SuperLinkTls:
+    """The certificate files the SuperLink serves HTTPS with (absolute paths)."""
 
-    def __init__(self, *, host: str, port: int, state_dir: Path, insecure: bool) -> None:
+    ca_cert: Path
+    cert: Path
+    key: Path
+
+
+class SuperLinkProcess:
+    """The coordinator's supervised `flower-superlink` child.
+
+    With ``tls`` it serves HTTPS and admits only SuperNodes whose public key the coordinator
+    registered (``--enable-supernode-auth``); without, plain HTTP for development.
+    """
+
+    def __init__(self, *, host: str, port: int, state_dir: Path, tls: SuperLinkTls | None) -> None:
         self.host = host
         self.port = port
         self._home = state_dir / "superlink"
-        self._insecure = insecure
+        self._tls = tls
+        self._insecure = tls is None
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._proc: ManagedProcess | None = None
@@ -57,8 +73,18 @@ class SuperLinkProcess:
             # Otherwise every run `uv sync`s its dependencies from the internet.
             "--disable-runtime-dependency-installation",
         ]
-        if self._insecure:
+        if self._tls is None:
             argv.append("--insecure")
+        else:
+            argv += [
+                "--ssl-ca-certfile",
+                str(self._tls.ca_cert.resolve()),
+                "--ssl-certfile",
+                str(self._tls.cert.resolve()),
+                "--ssl-keyfile",
+                str(self._tls.key.resolve()),
+                "--enable-supernode-auth",
+            ]
         return argv
 
     def start(self, timeout_s: float = 60.0) -> None:
@@ -94,7 +120,10 @@ class SuperLinkProcess:
     def is_healthy(self) -> bool:
         """True when the SuperLink answers its health check."""
         try:
-            return httpx.get(self.health_url, timeout=2.0).status_code == 200
+            verify: ssl.SSLContext | bool = True
+            if self._tls is not None:
+                verify = ssl.create_default_context(cafile=str(self._tls.ca_cert))
+            return httpx.get(self.health_url, timeout=2.0, verify=verify).status_code == 200
         except httpx.HTTPError:
             return False
 

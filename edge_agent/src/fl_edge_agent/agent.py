@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
-import socket
 import threading
 import time
 from datetime import UTC, datetime
@@ -13,11 +11,13 @@ from typing import Any
 import structlog
 
 from fl_edge_agent import __version__
-from fl_edge_agent.agent_status import AgentStatus, write_status
+from fl_edge_agent.agent_status import AgentState, AgentStatus, write_status
 from fl_edge_agent.capability_reporter import CapabilityReporter
 from fl_edge_agent.coordinator_client import CoordinatorClient
 from fl_edge_agent.device_identity import DeviceIdentity
-from fl_edge_agent.errors import CoordinatorUnreachable, FlAgentError
+from fl_edge_agent.device_registration import build_registration
+from fl_edge_agent.enrolled_identity import EnrolledIdentity
+from fl_edge_agent.errors import CoordinatorUnreachable, CredentialRejected, FlAgentError
 from fl_edge_agent.heartbeat_sender import HeartbeatSender
 from fl_edge_agent.settings import AgentSettings
 from fl_edge_agent.supernode_process import SuperNodeProcess
@@ -32,7 +32,13 @@ log = structlog.get_logger(__name__)
 
 
 class Agent:
-    """The device daemon. It never trains: the SuperNode's ClientApp does."""
+    """The device daemon. It never trains: the SuperNode's ClientApp does.
+
+    With an ``enrolled`` identity (`fl-edge-agent enroll`) it is that device, and its
+    SuperNode connects over TLS with the device's key; without one it is the development
+    mode's self-registering, plain-text device. A 401 from the coordinator (the credential
+    was revoked) stops everything: ``run()`` raises CredentialRejected, exit status 5.
+    """
 
     def __init__(
         self,
@@ -40,15 +46,19 @@ class Agent:
         client: CoordinatorClient,
         stop: threading.Event,
         notifier: SystemdNotifier | None = None,
+        enrolled: EnrolledIdentity | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
         self._stop = stop
+        self._enrolled = enrolled
         self._identity = DeviceIdentity(settings.state_dir)
         self._started = time.monotonic()
-        self.device_id: str | None = self._identity.load()
+        self.device_id: str | None = enrolled.device_id if enrolled else self._identity.load()
         self.supernode: SuperNodeProcess | None = None
         self.heartbeats: HeartbeatSender | None = None
+        self.rejected: CredentialRejected | None = None
+        self._stopping = False
         self.capabilities = CapabilityReporter(
             client,
             lambda: self.device_id,
@@ -56,20 +66,14 @@ class Agent:
             coordinator_url=settings.coordinator_url,
             interval_s=settings.probe_interval_s,
             budget_s=settings.probe_budget_s,
+            on_credential_rejected=self._credential_rejected,
         )
         self._notifier = notifier or SystemdNotifier()
         self._load = SystemLoad(settings.state_dir)
         self._activity = ActivityFile(settings.state_dir / "activity.json")
 
     def _registration(self) -> DeviceRegistration:
-        return DeviceRegistration(
-            device_id=self.device_id,
-            name=self._settings.name,
-            hostname=socket.gethostname(),
-            platform=f"{platform.system()}-{platform.machine()}",
-            agent_version=__version__,
-            labels=self._settings.labels,
-        )
+        return build_registration(self._settings, self.device_id)
 
     def enroll(self) -> float | None:
         """Register until the coordinator answers; returns its heartbeat interval.
@@ -100,8 +104,29 @@ class Agent:
             self._client.register(self._registration())
             log.info("reenrolled", device_id=self.device_id)
             self.capabilities.report(force=True)
+        except CredentialRejected as exc:
+            self._credential_rejected(exc)
         except FlAgentError as exc:
             log.warning("reenroll_failed", error=str(exc))
+
+    def _credential_rejected(self, exc: CredentialRejected) -> None:
+        """A 401 on any call: no retry can help, so stop (run() then raises it)."""
+        if self.rejected is None:
+            self.rejected = exc
+            log.error(
+                "device_credential_rejected",
+                device_id=self.device_id,
+                enrolled=self._enrolled is not None,
+                error=str(exc),
+                fix="fl-edge-agent enroll --coordinator URL --token NEW_TOKEN --force, "
+                "then restart the agent",
+            )
+        self._stop.set()
+
+    def _state(self) -> AgentState:
+        if self.rejected is not None:
+            return "revoked" if self._enrolled is not None else "rejected"
+        return "stopped" if self._stopping else "running"
 
     def _beat(self) -> Heartbeat:
         assert self.device_id is not None
@@ -167,14 +192,16 @@ class Agent:
     def _write_status(self) -> None:
         supernode, beats = self.supernode, self.heartbeats
         warm = supernode.warm_runtime if supernode else None
+        last_error = beats.last_error if beats else None
         write_status(
             self._settings.state_dir,
             AgentStatus(
                 pid=os.getpid(),
+                state=self._state(),
                 device_id=self.device_id,
                 name=self._settings.name,
                 coordinator_url=self._settings.coordinator_url,
-                registered=self.device_id is not None,
+                registered=self.device_id is not None and self.rejected is None,
                 supernode_state=supernode.state if supernode else "starting",
                 supernode_restarts=supernode.restarts if supernode else 0,
                 supernode_pid=supernode.pid if supernode else None,
@@ -183,7 +210,7 @@ class Agent:
                 runtime_pid=warm.pid if warm else None,
                 activity=self._activity.read(),
                 last_heartbeat_ack_at=beats.last_contact_at if beats else None,
-                last_error=beats.last_error if beats else None,
+                last_error=str(self.rejected) if self.rejected else last_error,
                 updated_at=datetime.now(UTC),
             ),
         )
@@ -201,27 +228,49 @@ class Agent:
         }
 
     def run(self) -> None:
-        """Enroll, start the SuperNode and heartbeats, supervise until stop is set."""
-        interval = self.enroll()
-        if interval is None:
-            return
-        self.supernode = SuperNodeProcess(
+        """Enroll, start the SuperNode and heartbeats, supervise until stop is set.
+
+        Raises CredentialRejected, after stopping everything and writing the state
+        ``revoked`` into the status file, when the coordinator answered 401.
+        """
+        try:
+            self._supervise()
+        except CredentialRejected as exc:  # at start-up, from the registration
+            self._credential_rejected(exc)
+        if self.rejected is not None:
+            self._write_status()
+            raise CredentialRejected(str(self.rejected))
+
+    def _supernode(self) -> SuperNodeProcess:
+        enrolled = self._enrolled
+        return SuperNodeProcess(
             superlink=self._settings.superlink,
             port=self._settings.supernode_port,
             state_dir=self._settings.state_dir,
             node_config=self.node_config(),
-            insecure=self._settings.insecure,
+            # Enrolled: TLS with the coordinator's CA and the device's key, whatever
+            # `insecure` says (that setting only admits an unenrolled development device).
+            insecure=enrolled is None and self._settings.insecure,
+            root_certificates=enrolled.files.ca if enrolled else None,
+            auth_private_key=enrolled.files.private_key if enrolled else None,
             health_port=self._settings.supernode_health_port or free_port(),
             health_interval_s=self._settings.supernode_health_interval_s,
             startup_grace_s=3 * self._settings.supernode_health_interval_s,
             runtime=self._settings.clientapp_runtime,
         )
+
+    def _supervise(self) -> None:
+        interval = self.enroll()
+        if interval is None:
+            return
+        self.supernode = self._supernode()
         self.heartbeats = heartbeats = HeartbeatSender(
             self._client,
             self._beat,
             self._reenroll,
             self._settings.heartbeat_interval_s or interval,
             on_reconnect=self._send_full_status,
+            on_credential_rejected=self._credential_rejected,
         )
         try:
             self.supernode.start()
@@ -241,6 +290,7 @@ class Agent:
                     heartbeats.beat_soon()  # the coordinator learns of it at once
                     state = now
         finally:
+            self._stopping = True
             self._notifier.stopping("stopping the SuperNode")
             self.capabilities.stop()
             heartbeats.stop()

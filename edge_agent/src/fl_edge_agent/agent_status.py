@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from fl_shared.atomic_write import atomic_write_bytes
+
+AgentState = Literal["running", "stopped", "revoked", "rejected"]
 
 
 class AgentStatus(BaseModel):
@@ -17,6 +20,9 @@ class AgentStatus(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     pid: int
+    # running; stopped (SIGTERM); revoked (401: the credential is dead, the agent exited and
+    # waits for a new enrollment); rejected (401 to a device that never enrolled).
+    state: AgentState = "running"
     device_id: str | None
     name: str
     coordinator_url: str

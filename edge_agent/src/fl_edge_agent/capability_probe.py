@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -41,8 +42,11 @@ class CapabilityProbe:
         run: CommandRunner = run_command,
         clock: Callable[[], float] = time.perf_counter,
         benchmark: bool = True,
+        coordinator_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.root = root
+        # An enrolled device's coordinator CA (None: httpx's default verification).
+        self.coordinator_tls = coordinator_tls
         self.state_dir = state_dir
         self.coordinator_url = coordinator_url
         self.model = model
@@ -111,11 +115,13 @@ class CapabilityProbe:
         if self.coordinator_url is None:
             errors.add("speed.coordinator_rtt", "no coordinator_url configured")
         else:
-            url = self.coordinator_url
+            url, verify = self.coordinator_url, self.coordinator_tls
             timeout = max(0.2, self.budget_s * RTT_SHARE / RTT_TRIES)
             rtt = errors.attempt(
                 "speed.coordinator_rtt",
-                lambda: measure_coordinator_rtt(url, tries=RTT_TRIES, timeout_s=timeout),
+                lambda: measure_coordinator_rtt(
+                    url, tries=RTT_TRIES, timeout_s=timeout, verify=verify
+                ),
                 None,
             )
             speed.coordinator_rtt_ms = round(rtt, 2) if rtt is not None else None

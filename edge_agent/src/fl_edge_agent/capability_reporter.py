@@ -11,12 +11,16 @@ from pathlib import Path
 import structlog
 
 from fl_edge_agent.coordinator_client import CoordinatorClient
-from fl_edge_agent.errors import FlAgentError
+from fl_edge_agent.errors import CredentialRejected, FlAgentError
 from fl_shared.capabilities import Capabilities
 
 log = structlog.get_logger(__name__)
 
 ProbeRunner = Callable[[Sequence[str], float], str]
+
+
+def _ignore(_exc: CredentialRejected) -> None:
+    return None
 
 
 def run_probe_process(argv: Sequence[str], timeout_s: float) -> str:
@@ -43,7 +47,9 @@ class CapabilityReporter:
         interval_s: float = 600.0,
         budget_s: float = 2.0,
         run: ProbeRunner = run_probe_process,
+        on_credential_rejected: Callable[[CredentialRejected], None] = _ignore,
     ) -> None:
+        self._on_credential_rejected = on_credential_rejected
         self._client = client
         self._device_id = device_id
         self._state_dir = state_dir
@@ -99,6 +105,9 @@ class CapabilityReporter:
                 return False
             try:
                 self._client.report_capabilities(device_id, caps)
+            except CredentialRejected as exc:
+                self._on_credential_rejected(exc)
+                return False
             except FlAgentError as exc:
                 log.warning("capabilities_not_sent", error=str(exc))
                 return False

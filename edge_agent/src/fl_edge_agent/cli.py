@@ -16,6 +16,7 @@ from fl_edge_agent import __version__
 from fl_edge_agent.agent import Agent
 from fl_edge_agent.agent_status import AgentStatus, read_status
 from fl_edge_agent.coordinator_client import CoordinatorClient
+from fl_edge_agent.enrolled_identity import EnrolledIdentity, IdentityFiles
 from fl_edge_agent.errors import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -32,6 +33,11 @@ log = structlog.get_logger("fl_edge_agent")
 
 
 DEFAULT_CONFIG = Path("/etc/fl-edge-agent/agent.toml")
+NOT_ENROLLED = (
+    "this device is not enrolled, and without enrollment there is no TLS: enroll it "
+    "(fl-edge-agent enroll --coordinator https://HOST --token TOKEN; docs/agent-enrollment.md), "
+    "or on a trusted development network set insecure = true (or pass --insecure)"
+)
 SETTING_FLAGS = (
     "name",
     "state_dir",
@@ -82,28 +88,77 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     config_sub.add_parser("check", parents=[common], help="validate the settings and show them")
+    _add_enroll(sub.add_parser("enroll", help="enroll this device with a one-time token"))
     probe = sub.add_parser("probe", help="measure what this device is and can do")
     add_probe_arguments(probe)
     return parser
 
 
-def _load(args: argparse.Namespace) -> AgentSettings:
+def _add_enroll(enroll: argparse.ArgumentParser) -> None:
+    enroll.add_argument(
+        "--coordinator", required=True, help="the coordinator's URL, e.g. https://fleet.example"
+    )
+    enroll.add_argument(
+        "--token", required=True, help="the one-time enrollment token (fle_...); - reads stdin"
+    )
+    enroll.add_argument(
+        "--ca-fingerprint",
+        help="SHA-256 fingerprint of the coordinator's CA: the CA is downloaded and checked",
+    )
+    enroll.add_argument("--ca-file", type=Path, help="the coordinator's CA certificate (PEM)")
+    enroll.add_argument(
+        "--force", action="store_true", help="replace an existing identity (a new key)"
+    )
+    enroll.add_argument(
+        "--insecure-dev", action="store_true", help="DEVELOPMENT ONLY: allow an http:// URL"
+    )
+    enroll.add_argument(
+        "--config", type=Path, help=f"TOML file with an [agent] table (default {DEFAULT_CONFIG})"
+    )
+    enroll.add_argument("--state-dir", type=Path, help="where the identity is kept")
+    enroll.add_argument("--name", help="device name shown to admins (default: hostname)")
+
+
+def _settings(args: argparse.Namespace) -> AgentSettings:
     config = args.config
     if config is None and DEFAULT_CONFIG.exists():
         config = DEFAULT_CONFIG
-    settings = AgentSettings.load(config, "agent", **{k: getattr(args, k) for k in SETTING_FLAGS})
+    flags = {k: getattr(args, k, None) for k in SETTING_FLAGS}
+    return AgentSettings.load(config, "agent", **flags)
+
+
+def _load(args: argparse.Namespace) -> tuple[AgentSettings, EnrolledIdentity | None]:
+    """The settings and the enrolled identity, if any (its coordinator and SuperLink apply)."""
+    settings = _settings(args)
     # `status` only reads a local file; `run` and `config check` judge the transport.
-    if args.command != "status" and not settings.insecure:
+    if args.command == "status":
+        return settings, None
+    enrolled = IdentityFiles(settings.state_dir).load()
+    if enrolled is None:
+        if not settings.insecure:
+            raise AgentConfigError(NOT_ENROLLED)
+        return settings, None
+    settings = enrolled.apply(settings)
+    if not settings.coordinator_url.startswith("https://") and not settings.insecure:
         raise AgentConfigError(
-            "TLS is not configured: this release talks plain HTTP only; set "
-            "insecure = true (or pass --insecure) to accept that on a trusted network"
+            f"coordinator_url {settings.coordinator_url} is plain HTTP, which would send this "
+            "device's credential in clear: use the https:// URL (or remove coordinator_url to "
+            "use the enrolled one), or on a development network set insecure = true"
         )
-    return settings
+    return settings, enrolled
 
 
-def _config_check(settings: AgentSettings) -> int:
+def _config_check(settings: AgentSettings, enrolled: EnrolledIdentity | None) -> int:
     for key, value in settings.model_dump().items():
         print(f"{key} = {value}")
+    if enrolled is None:
+        print("enrolled = no (development mode: plain HTTP, SuperNode --insecure)")
+    else:
+        record = enrolled.record
+        print(
+            f"enrolled = device {record.device_id}, node {record.node_id}, since "
+            f"{record.enrolled_at.isoformat(timespec='seconds')} ({enrolled.files.dir})"
+        )
     print("config ok")
     return EXIT_OK
 
@@ -122,8 +177,9 @@ def _status(settings: AgentSettings, as_json: bool) -> int:
         print(json.dumps({**status.model_dump(mode="json"), "running": live}, indent=2))
         return EXIT_OK if live else EXIT_FAILURE
     ack = status.last_heartbeat_ack_at
+    state = status.state if live or status.state != "running" else "exited"
     lines = [
-        ("agent", f"{'running' if live else 'NOT running'} (pid {status.pid})"),
+        ("agent", f"{'running' if live else 'NOT running'} (pid {status.pid}), {state}"),
         ("device", f"{status.device_id or '-'} ({status.name})"),
         ("registered", "yes" if status.registered else "no"),
         ("coordinator", status.coordinator_url),
@@ -146,7 +202,7 @@ def _runtime_line(status: AgentStatus) -> str:
     return f"warm, {status.runtime_state or 'not started'} (pid {status.runtime_pid or '-'})"
 
 
-def _run(settings: AgentSettings) -> int:
+def _run(settings: AgentSettings, enrolled: EnrolledIdentity | None) -> int:
     configure_logging(settings.log_level)
     stop = threading.Event()
 
@@ -157,9 +213,14 @@ def _run(settings: AgentSettings) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    client = CoordinatorClient(settings.coordinator_url)
+    https = settings.coordinator_url.startswith("https://")
+    client = CoordinatorClient(
+        settings.coordinator_url,
+        credential=enrolled.credential if enrolled else None,
+        verify=enrolled.coordinator_tls() if enrolled and https else None,
+    )
     try:
-        Agent(settings, client, stop).run()
+        Agent(settings, client, stop, enrolled=enrolled).run()
     finally:
         client.close()
     return EXIT_OK
@@ -171,12 +232,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "probe":
         return probe_main(args)
     try:
-        settings = _load(args)
+        if args.command == "enroll":
+            # Imported here: key generation needs `cryptography`, which the daemon never loads.
+            from fl_edge_agent.enrollment import enroll_main
+
+            return enroll_main(args, _settings(args))
+        settings, enrolled = _load(args)
         if args.command == "config":
-            return _config_check(settings)
+            return _config_check(settings, enrolled)
         if args.command == "status":
             return _status(settings, args.json)
-        return _run(settings)
+        return _run(settings, enrolled)
     except SettingsError as exc:
         print(f"fl-edge-agent: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -16,6 +16,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fl_edge_agent.local_privacy import local_dp_mod
 from fl_shared.activity_file import ActivityFile
 from fl_shared.datasets import ArrayDataset, load_dataset
 from fl_shared.models import create_model
@@ -118,7 +119,8 @@ def _device_record(context: Context) -> ConfigRecord:
     return ConfigRecord({"device-id": str(context.node_config.get("device-id", ""))})
 
 
-@app.train()
+# Local differential privacy, when the run asks for it (the mod reads the run config).
+@app.train(mods=[local_dp_mod])
 def train_handler(msg: Message, context: Context) -> Message:
     """Train the received global model on the local partition; reply with the new weights."""
     started = time.monotonic()

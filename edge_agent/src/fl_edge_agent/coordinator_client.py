@@ -8,7 +8,7 @@ from typing import TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from fl_edge_agent.errors import CoordinatorRejected, CoordinatorUnreachable
+from fl_edge_agent.errors import CoordinatorRejected, CoordinatorUnreachable, CredentialRejected
 from fl_shared.capabilities import Capabilities
 from fl_shared.wire import DeviceRegistered, DeviceRegistration, Heartbeat, HeartbeatAck
 
@@ -20,7 +20,12 @@ class UnknownDevice(CoordinatorRejected):
 
 
 class CoordinatorClient:
-    """Thin typed client; transport failures and 5xx become CoordinatorUnreachable."""
+    """Thin typed client; transport failures and 5xx become CoordinatorUnreachable.
+
+    An enrolled device passes its ``credential`` (sent as a Bearer token on every call) and
+    ``verify``, the TLS context with its coordinator's CA; a 401 then raises
+    CredentialRejected, which no retry can fix.
+    """
 
     def __init__(
         self,
@@ -28,9 +33,17 @@ class CoordinatorClient:
         *,
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        credential: str | None = None,
+        verify: ssl.SSLContext | None = None,
     ) -> None:
+        headers = {"Authorization": f"Bearer {credential}"} if credential else None
+        self._enrolled = credential is not None
         self._client = httpx.Client(
-            base_url=base_url, timeout=timeout_s, transport=transport, verify=_tls(base_url)
+            base_url=base_url,
+            timeout=timeout_s,
+            transport=transport,
+            verify=verify if verify is not None else _tls(base_url),
+            headers=headers,
         )
 
     @property
@@ -69,6 +82,8 @@ class CoordinatorClient:
             raise CoordinatorUnreachable(f"{self._client.base_url}: {exc}") from exc
         if response.status_code >= 500:
             raise CoordinatorUnreachable(f"{self._client.base_url} answered {response.status_code}")
+        if response.status_code == 401:
+            raise CredentialRejected(self._unauthorized(response))
         if response.status_code == 404 and path.startswith("/api/v1/devices/"):
             raise UnknownDevice(_detail(response))
         if response.status_code >= 400:
@@ -76,6 +91,19 @@ class CoordinatorClient:
                 f"coordinator refused {path} ({response.status_code}): {_detail(response)}"
             )
         return response
+
+    def _unauthorized(self, response: httpx.Response) -> str:
+        detail = _detail(response)
+        if self._enrolled:
+            return (
+                f"the coordinator no longer accepts this device's credential (401: {detail}): "
+                "it was revoked or the device enrolled again elsewhere; enroll again with a new "
+                "token: fl-edge-agent enroll --coordinator URL --token TOKEN --force"
+            )
+        return (
+            f"the coordinator requires enrolled devices (401: {detail}): enroll this device: "
+            "fl-edge-agent enroll --coordinator URL --token TOKEN"
+        )
 
 
 def _tls(base_url: str) -> ssl.SSLContext | bool:

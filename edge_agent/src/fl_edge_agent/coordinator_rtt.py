@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import statistics
 import time
 from collections.abc import Callable
@@ -15,12 +16,17 @@ def measure_coordinator_rtt(
     timeout_s: float = 1.0,
     transport: httpx.BaseTransport | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    verify: ssl.SSLContext | None = None,
 ) -> float:
-    """Median milliseconds of ``tries`` GETs; raises httpx.HTTPError when none succeeds."""
+    """Median milliseconds of ``tries`` GETs; raises httpx.HTTPError when none succeeds.
+
+    ``verify``: the TLS context for an https:// coordinator (an enrolled device's CA).
+    """
     url = coordinator_url.rstrip("/") + "/healthz"
     samples: list[float] = []
     last_error: httpx.HTTPError | None = None
-    with httpx.Client(timeout=timeout_s, transport=transport) as client:
+    tls: ssl.SSLContext | bool = verify if verify is not None else True
+    with httpx.Client(timeout=timeout_s, transport=transport, verify=tls) as client:
         for _ in range(tries):
             start = clock()
             try:

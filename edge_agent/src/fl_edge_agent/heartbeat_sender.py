@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import structlog
 
 from fl_edge_agent.coordinator_client import CoordinatorClient, UnknownDevice
-from fl_edge_agent.errors import FlAgentError
+from fl_edge_agent.errors import CredentialRejected, FlAgentError
 from fl_shared.backoff import Backoff
 from fl_shared.wire import Heartbeat
 
@@ -24,12 +24,16 @@ def _noop() -> None:
     return None
 
 
+def _ignore(_exc: CredentialRejected) -> None:
+    return None
+
+
 class HeartbeatSender:
     """Sends ``make_beat()`` every ``interval_s`` (±10 %) until stopped.
 
     While beats fail it retries with exponential backoff and full jitter, capped at the
     interval; the first beat that gets through again calls ``on_reconnect`` (the agent
-    sends its full status then).
+    sends its full status then). A 401 calls ``on_credential_rejected`` (the agent stops).
     """
 
     def __init__(
@@ -40,9 +44,11 @@ class HeartbeatSender:
         interval_s: float,
         *,
         on_reconnect: Callable[[], None] = _noop,
+        on_credential_rejected: Callable[[CredentialRejected], None] = _ignore,
         rng: random.Random | None = None,
     ) -> None:
         self._client = client
+        self._on_credential_rejected = on_credential_rejected
         self._make_beat = make_beat
         self._on_unknown = on_unknown_device
         self._on_reconnect = on_reconnect
@@ -81,6 +87,10 @@ class HeartbeatSender:
         except UnknownDevice:
             log.warning("heartbeat_unknown_device", device_id=beat.device_id)
             self._on_unknown()
+            return False
+        except CredentialRejected as exc:
+            self.last_error = str(exc)
+            self._on_credential_rejected(exc)
             return False
         except FlAgentError as exc:
             self.last_error = str(exc)

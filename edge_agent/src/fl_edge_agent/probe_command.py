@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fl_edge_agent.errors import EXIT_CONFIG, EXIT_OK
+from fl_edge_agent.enrolled_identity import IdentityFiles
+from fl_edge_agent.errors import EXIT_CONFIG, EXIT_OK, FlAgentError
 from fl_edge_agent.settings import AgentSettings
 from fl_shared.capabilities import Capabilities
 from fl_shared.catalog import MODEL_NAMES
@@ -65,16 +67,30 @@ def probe_main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     # needs the probe modules (~0.3 MB it would otherwise carry; docs/benchmarks.md).
     from fl_edge_agent.capability_probe import CapabilityProbe
 
+    coordinator_url, coordinator_tls = _coordinator(settings)
     caps = CapabilityProbe(
         root=options.root,
         state_dir=settings.state_dir,
-        coordinator_url=settings.coordinator_url,
+        coordinator_url=coordinator_url,
+        coordinator_tls=coordinator_tls,
         model=options.model,
         budget_s=options.budget_s,
         benchmark=not options.no_benchmark,
     ).probe()
     print(caps.model_dump_json(indent=2) if options.json else format_summary(caps))
     return EXIT_OK
+
+
+def _coordinator(settings: AgentSettings) -> tuple[str, ssl.SSLContext | None]:
+    """The coordinator to time, and its enrolled CA: the probe never fails over an identity."""
+    try:
+        enrolled = IdentityFiles(settings.state_dir).load()
+        if enrolled is None:
+            return settings.coordinator_url, None
+        url = enrolled.apply(settings).coordinator_url
+        return url, enrolled.coordinator_tls() if url.startswith("https://") else None
+    except FlAgentError:
+        return settings.coordinator_url, None
 
 
 def _num(value: float | None, unit: str, digits: int = 0) -> str:

@@ -53,8 +53,15 @@ class SuperNodeProcess:
         startup_grace_s: float = 30.0,
         hang_after_failures: int = 3,
         runtime: ClientAppRuntime = "isolated",
+        root_certificates: Path | None = None,
+        auth_private_key: Path | None = None,
     ) -> None:
+        if insecure and auth_private_key is not None:
+            raise ValueError("SuperNode authentication needs TLS: insecure must be False")
         self._superlink = superlink
+        # Absolute: the SuperNode runs in its FLWR_HOME, not in our working directory.
+        self._root_certificates = root_certificates.absolute() if root_certificates else None
+        self._auth_private_key = auth_private_key.absolute() if auth_private_key else None
         self._port = port
         self._home = state_dir / "supernode"
         self._node_config = node_config
@@ -98,7 +105,11 @@ class SuperNodeProcess:
         return self._proc.pid if self._proc else None
 
     def argv(self) -> list[str]:
-        """The SuperNode command line (warm runtime: with adaptive polls, process isolation)."""
+        """The SuperNode command line (warm runtime: with adaptive polls, process isolation).
+
+        An enrolled device verifies the SuperLink with its coordinator's CA and signs in with
+        its own key; only the development mode connects with ``--insecure``.
+        """
         head = ["flower-supernode"]
         if self.warm_runtime is not None:
             head = [sys.executable, "-m", "fl_edge_agent.fast_supernode"]
@@ -113,6 +124,10 @@ class SuperNodeProcess:
         ]
         if self._health_port is not None:
             argv += ["--health-server-address", f"127.0.0.1:{self._health_port}"]
+        if self._root_certificates is not None:
+            argv += ["--root-certificates", str(self._root_certificates)]
+        if self._auth_private_key is not None:
+            argv += ["--auth-supernode-private-key", str(self._auth_private_key)]
         if self._insecure:
             argv.append("--insecure")
         if self.warm_runtime is not None:

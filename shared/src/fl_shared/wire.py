@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -40,6 +41,9 @@ DeviceState = Literal["online", "stale", "offline", "drained", "revoked"]
 DEVICE_STATES: tuple[str, ...] = get_args(DeviceState)
 HistoryWindow = Literal["1h", "24h", "7d"]
 HISTORY_WINDOWS_S: dict[str, int] = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400}
+# How a run aggregates the devices' updates, and where it adds differential-privacy noise.
+Aggregation = Literal["fedavg", "fedmedian", "fedtrimmedavg", "krum"]
+PrivacyMode = Literal["none", "central", "local"]
 # Label keys an administrator sets: letters, digits and . _ / - (no "=": filters are key=value).
 LABEL_KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}")
 LABEL_VALUE_MAX = 255
@@ -287,6 +291,15 @@ class DeviceAdminAction(WireModel):
 class RunRequest(WireModel):
     """What an ML engineer asks for when starting a training run."""
 
+    model_config = ConfigDict(
+        extra="ignore",
+        # The privacy validator's rule, for the OpenAPI spec: central DP averages.
+        json_schema_extra={
+            "if": {"properties": {"privacy": {"const": "central"}}, "required": ["privacy"]},
+            "then": {"properties": {"aggregation": {"const": "fedavg"}}},
+        },
+    )
+
     # The enums document the catalogs; the validators below refuse with the valid names.
     model: str = Field(default="cnn", json_schema_extra={"enum": list(MODEL_NAMES)})
     dataset: str = Field(default="fashion-mnist", json_schema_extra={"enum": list(DATASET_NAMES)})
@@ -307,6 +320,56 @@ class RunRequest(WireModel):
     # Since wire 1.2: only devices carrying all these labels take part (drained and revoked
     # devices never do).
     target_labels: dict[str, str] = Field(default_factory=dict)
+    # Robust training (docs/robust-training.md). The aggregation rule and its parameters:
+    aggregation: Aggregation = Field(
+        default="fedavg",
+        description="fedavg (weighted mean), fedmedian (coordinate-wise median), "
+        "fedtrimmedavg (coordinate-wise trimmed mean) or krum (the one update closest to "
+        "its neighbours)",
+    )
+    trimmed_avg_beta: float = Field(
+        default=0.2, ge=0, lt=0.5, description="fedtrimmedavg: fraction cut from each tail"
+    )
+    krum_malicious_devices: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="krum: how many poisoned updates to tolerate (f); its guarantee needs "
+        "2f + 3 updates in a round",
+    )
+    # Screening of updates before aggregation: non-finite updates are always rejected.
+    screening_mad_k: float | None = Field(
+        default=6.0,
+        gt=0,
+        le=1e6,
+        description="reject updates whose L2 norm exceeds median + k * MAD of the round's "
+        "norms (from 3 replies on); null turns this rule off",
+    )
+    screening_max_norm: float | None = Field(
+        default=None, gt=0, le=1e12, description="reject updates with a larger norm"
+    )
+    # Differential privacy: "central" clips and noises on the coordinator (Gaussian, with
+    # an RDP accountant), "local" clips and noises on every device (Flower's LocalDpMod).
+    privacy: PrivacyMode = "none"
+    dp_clipping_norm: float = Field(
+        default=1.0, gt=0, le=1e6, description="L2 bound of each device's update"
+    )
+    dp_noise_multiplier: float = Field(
+        default=1.0,
+        gt=0,
+        le=1e6,
+        description="central: noise std on the sum of updates, in clipping norms",
+    )
+    dp_epsilon: float = Field(
+        default=1.0, gt=0, le=1e6, description="local: epsilon of each device's release per round"
+    )
+    dp_sensitivity: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e6,
+        description="local: L2 sensitivity of a device's update; null: 2 * dp_clipping_norm",
+    )
+    dp_delta: float = Field(default=1e-5, gt=0, lt=1, description="delta of the reported budget")
 
     @field_validator("model")
     @classmethod
@@ -331,6 +394,20 @@ class RunRequest(WireModel):
             )
         return value
 
+    @field_validator("privacy")
+    @classmethod
+    def _central_dp_averages(cls, value: str, info: ValidationInfo) -> str:
+        # The noise is calibrated to the sensitivity of an unweighted mean (C / n); a
+        # median or Krum's pick moves by more when one device changes.
+        aggregation = info.data.get("aggregation")
+        if value == "central" and aggregation not in (None, "fedavg"):
+            raise ValueError(
+                f"central differential privacy works with aggregation 'fedavg' only (its noise "
+                f"is calibrated to a mean), not {aggregation!r}: use 'fedavg' or privacy "
+                "'local'"
+            )
+        return value
+
 
 class DeviceRoundResult(WireModel):
     """One device's part in one round."""
@@ -341,6 +418,60 @@ class DeviceRoundResult(WireModel):
     # None when the ClientApp sent no finite training loss (a user's own app may send none).
     train_loss: float | None = None
     train_seconds: float
+
+
+# Why an update was left out of a round's aggregation (docs/robust-training.md):
+# non-finite: a NaN or an infinity in its arrays; norm-outlier: its L2 norm (distance from the
+# round's global model) was far above the round's median; norm-above-cap: above
+# screening_max_norm; malformed: arrays or metrics the aggregation cannot use.
+RejectionReason = Literal["non-finite", "norm-outlier", "norm-above-cap", "malformed"]
+
+
+class RejectedUpdate(WireModel):
+    """A device's update that the screening kept out of one round's aggregation."""
+
+    device_id: StoredText = Field(max_length=DEVICE_ID_MAX)
+    node_id: int
+    reason: RejectionReason
+    norm: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="L2 norm of the update; null when it is not finite",
+    )
+    limit: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="the norm it exceeded (norm-outlier, norm-above-cap)",
+    )
+    detail: StoredText = Field(default="", max_length=500)
+
+
+class PrivacySpent(WireModel):
+    """The differential-privacy budget a run has spent up to and including one round."""
+
+    mechanism: Literal["central-gaussian", "local-gaussian"]
+    epsilon: float = Field(
+        allow_inf_nan=False, description="cumulative, at delta, from an RDP accountant"
+    )
+    delta: float = Field(allow_inf_nan=False)
+    releases: int = Field(ge=0, le=REGISTRY_INT_MAX, description="rounds composed so far")
+    noise_multiplier: float = Field(
+        allow_inf_nan=False, description="noise std / L2 sensitivity of one release"
+    )
+    clipping_norm: float = Field(allow_inf_nan=False)
+    sensitivity: float = Field(
+        allow_inf_nan=False, description="the L2 sensitivity the noise is calibrated to"
+    )
+    sampling_rate: float = Field(
+        allow_inf_nan=False,
+        description="1.0: every eligible device takes part in every round (no amplification)",
+    )
+    accountant: StoredText = Field(default="rdp", max_length=32)
+    epsilon_per_round: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="local: the per-round epsilon each device's LocalDpMod uses",
+    )
 
 
 class RoundReport(WireModel):
@@ -356,6 +487,9 @@ class RoundReport(WireModel):
     federated_eval_accuracy: float | None = None
     seconds: float = 0.0
     checkpoint: str | None = None
+    # Robust training: updates left out of this round, and the privacy budget spent so far.
+    rejected_updates: list[RejectedUpdate] = Field(default_factory=list)
+    privacy: PrivacySpent | None = None
 
 
 class RunStatusReport(WireModel):

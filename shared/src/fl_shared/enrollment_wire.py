@@ -1,0 +1,69 @@
+"""Wire models of enrollment: a device trading a one-time token for its identity."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field, field_validator
+
+from fl_shared.capabilities import Capabilities
+from fl_shared.wire import (
+    _LABELS_SCHEMA,
+    LABEL_VALUE_MAX,
+    DeviceRegistration,
+    StoredText,
+    WireModel,
+    _check_label_key,
+    _check_label_value,
+)
+
+
+class EnrollmentRequest(WireModel):
+    """POST /api/v1/enroll: what `fl-edge-agent enroll` sends (no other credential)."""
+
+    enrollment_token: str = Field(min_length=1, max_length=256)
+    public_key: StoredText = Field(
+        min_length=1, max_length=4096, description="the SuperNode's OpenSSH public key line"
+    )
+    registration: DeviceRegistration
+    capabilities: Capabilities | None = None
+
+
+class EnrollmentGranted(WireModel):
+    """The device's identity; ``device_credential`` is shown this once."""
+
+    device_id: str
+    device_credential: str
+    ca_certificate: str = Field(description="PEM of the coordinator's CA: trust only it")
+    node_id: int = Field(description="the device's Flower node id")
+    superlink_address: str = Field(description="host:port of the Fleet API (TLS)")
+    heartbeat_interval_s: float
+
+
+class EnrollmentTokenRequest(WireModel):
+    """POST /api/v1/enroll-tokens: a one-time token for one new device."""
+
+    name: StoredText = Field(default="", max_length=128)
+    expires_in_s: float = Field(
+        default=86_400.0, ge=1, le=366 * 86_400, description="lifetime in s; default 24 h"
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"labels the device gets (values ≤ {LABEL_VALUE_MAX} characters)",
+        json_schema_extra=_LABELS_SCHEMA,
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _valid(cls, value: dict[str, str]) -> dict[str, str]:
+        return {_check_label_key(k): _check_label_value(k, v) for k, v in value.items()}
+
+
+class IssuedSecret(WireModel):
+    """A token as created: the secret is shown this once and stored only hashed."""
+
+    token_id: str
+    kind: str
+    name: str
+    token: str
+    expires_at: datetime | None
