@@ -196,11 +196,12 @@ def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, A
     }
 
 
-def page_latency(url: str, devices: int, samples: int = 30) -> dict[str, Any]:
+def page_latency(url: str, devices: int, token: str | None, samples: int = 30) -> dict[str, Any]:
     """Latency of device list pages (100 per page) on a quiet server, in ms."""
     rng = random.Random(7)
     results: dict[str, Any] = {}
-    with httpx.Client(base_url=url, timeout=30) as client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url, timeout=30, headers=headers) as client:
         for name, params in {
             "all": {},
             "online": {"status": "online"},
@@ -309,7 +310,8 @@ def run_target(
         )
         if kind == "coordinator":
             time.sleep(1.0)
-            result["devices_list"] = page_latency(url, args.devices)
+            reader = credentials.with_suffix(".reader").read_text() if credentials else None
+            result["devices_list"] = page_latency(url, args.devices, reader)
             print(f"{label}: devices list {result['devices_list']}", flush=True)
     if kind == "coordinator":
         url = database if "://" in database else f"sqlite:///{database}"

@@ -177,6 +177,7 @@ def main() -> None:
         registry = None
     else:
         from fl_coordinator.api_app import create_app
+        from fl_coordinator.credentials import CredentialStore
         from fl_coordinator.flower_control import FlowerControl
         from fl_coordinator.registry import Registry
         from fl_coordinator.run_service import RunService
@@ -194,6 +195,9 @@ def main() -> None:
         enroll_in_bulk(args.database, args.devices)
         if args.credentials_out is not None:
             issue_credentials(args.database, args.devices, args.credentials_out)
+            # A read-only token for the bench's device listings.
+            reader = CredentialStore(registry).create("read", "bench").secret
+            args.credentials_out.with_suffix(".reader").write_text(reader)
         # Nothing listens there: the benchmark starts no runs.
         runs = RunService(registry, FlowerControl("127.0.0.1:9", insecure=True), settings)
         app = create_app(registry, runs, settings)

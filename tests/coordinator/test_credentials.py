@@ -22,6 +22,7 @@ from fl_coordinator.credentials import (
 from fl_coordinator.errors import FlCoordinatorError
 from fl_coordinator.registry import Registry
 from fl_coordinator.registry_schema import ApiTokenRow
+from fl_shared.wire import DeviceRegistration
 
 ENROLL_FIX = "flctl devices enroll-token"
 
@@ -316,3 +317,15 @@ def test_any_active_ignores_revoked_and_expired_tokens(
     assert not store.any_active("admin")
     store.create("admin", "c")
     assert store.any_active("admin")
+
+
+def test_cached_never_reads_and_forgets_a_revoked_device(
+    store: CredentialStore, registry: Registry
+) -> None:
+    device = registry.register_device(DeviceRegistration(name="edge")).device_id
+    secret = store.issue_device_credential(device).secret
+    assert store.cached(secret) is None  # not authenticated yet: the caller must read
+    principal = store.authenticate(secret)
+    assert principal is not None and store.cached(secret) == principal
+    store.revoke_device(device)
+    assert store.cached(secret) is None and store.authenticate(secret) is None

@@ -155,6 +155,8 @@ def create_app(
     app.state.run_service = run_service
     app.state.settings = settings
     app.state.credentials = credentials or CredentialStore(registry)
+    # Device credentials stay cached, refreshed with the heartbeat writer's reloads.
+    registry.heartbeats.housekeeping.append(app.state.credentials.warm_devices)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     for kind, _code, _name in DOMAIN_ERRORS:

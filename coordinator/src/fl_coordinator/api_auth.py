@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from fl_coordinator.credentials import CredentialStore, Principal
 from fl_shared.wire import ErrorBody
@@ -95,10 +96,12 @@ async def authorize(
             return Caller(None, development=True)
         raise unauthorized(
             "this route needs a credential: send `Authorization: Bearer <token>` (an admin "
-            "token from `fl-coordinator init` or `flctl tokens create`, or a device credential)"
+            "token from `fl-coordinator init [--new-admin-token]`, or a device credential)"
         )
     store: CredentialStore = request.app.state.credentials
-    principal = store.authenticate(bearer.credentials)
+    principal = store.cached(bearer.credentials)
+    if principal is None:  # a database read: not on the event loop
+        principal = await run_in_threadpool(store.authenticate, bearer.credentials)
     if principal is None:
         raise unauthorized(
             "the credential is unknown, expired or revoked: ask an administrator for a new one"

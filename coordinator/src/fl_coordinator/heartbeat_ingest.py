@@ -91,6 +91,8 @@ class HeartbeatIngest:
             self._stopping.set()
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
+        # Run by the writer thread with every admission reload (every admission_ttl_s).
+        self.housekeeping: list[Callable[[], object]] = []
         self.written = 0
         self.dropped = 0
         self.failed_flushes = 0
@@ -229,6 +231,8 @@ class HeartbeatIngest:
                     or time.monotonic() - self._loaded_at >= self.admission_ttl_s
                 ):
                     self._reload()
+                    for chore in self.housekeeping:
+                        chore()
                 self.flush()
                 backoff = self.flush_interval_s
             except Exception as exc:  # noqa: BLE001 (the writer must outlive any failure)
