@@ -1,8 +1,12 @@
-"""FakeSuperNode: records how Agent.run builds and drives its SuperNode, without Flower."""
+"""Doubles for tests of Agent.run: a FakeSuperNode (no Flower), and run_in_thread."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import threading
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from fl_edge_agent.agent import Agent
 
 
 class FakeSuperNode:
@@ -30,3 +34,18 @@ class FakeSuperNode:
     def stop(self, grace_s: float = 10.0) -> None:
         self.calls.append("stop")
         self.state = "stopped"
+
+
+def run_in_thread(agent: Agent) -> tuple[threading.Thread, list[BaseException]]:
+    """Agent.run in a daemon thread; what it raised ends up in the returned list."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            agent.run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, errors

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.edge_agent.fake_supernode import FakeSuperNode
+from tests.edge_agent.fake_supernode import FakeSuperNode, run_in_thread
 
 from fl_edge_agent import agent as agent_module
 from fl_edge_agent.agent import Agent
@@ -255,20 +255,6 @@ def test_node_config_carries_device_facts(tmp_path: Path, zero_backoff: None) ->
     }
 
 
-def _run_in_thread(agent: Agent) -> tuple[threading.Thread, list[BaseException]]:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            agent.run()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, errors
-
-
 def test_run_starts_supernode_beats_and_stops_cleanly(
     tmp_path: Path, zero_backoff: None, fake_supernode: type[FakeSuperNode]
 ) -> None:
@@ -289,7 +275,7 @@ def test_run_starts_supernode_beats_and_stops_cleanly(
         _settings(tmp_path, heartbeat_interval_s=0.01, superlink="10.0.0.1:9092"), client, stop
     )
     try:
-        thread, errors = _run_in_thread(agent)
+        thread, errors = run_in_thread(agent)
         assert two_beats.wait(5), "no heartbeats while running"
         stop.set()
         thread.join(5)
@@ -356,7 +342,7 @@ def test_heartbeats_survive_a_rejected_reenrollment(
     client = _client(handler)
     agent = Agent(_settings(tmp_path, heartbeat_interval_s=0.01), client, stop)
     try:
-        thread, errors = _run_in_thread(agent)
+        thread, errors = run_in_thread(agent)
         kept_beating = three_heartbeats.wait(2)
         stop.set()
         thread.join(5)

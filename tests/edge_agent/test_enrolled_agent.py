@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.edge_agent.fake_coordinator import FakeCoordinator, FleetPki, make_pki
-from tests.edge_agent.fake_supernode import FakeSuperNode
+from tests.edge_agent.fake_supernode import FakeSuperNode, run_in_thread
 
 from fl_coordinator.local_fleet import program
 from fl_edge_agent import agent as agent_module
@@ -80,20 +80,6 @@ def _client(handler: Handler) -> CoordinatorClient:
     )
 
 
-def _run_in_thread(agent: Agent) -> tuple[threading.Thread, list[BaseException]]:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            agent.run()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, errors
-
-
 def _ack(request: httpx.Request) -> httpx.Response:
     device_id = request.url.path.split("/")[-2]
     return httpx.Response(
@@ -135,7 +121,7 @@ def test_enrolled_agent_runs_its_supernode_with_tls_and_its_key(
     settings = enrolled.apply(_settings(tmp_path, insecure=True, heartbeat_interval_s=0.01))
     agent = Agent(settings, client, stop, enrolled=enrolled)
     try:
-        thread, errors = _run_in_thread(agent)
+        thread, errors = run_in_thread(agent)
         assert beat.wait(5)
         stop.set()
         thread.join(5)
@@ -182,7 +168,7 @@ def test_401_on_a_heartbeat_stops_everything_and_marks_revoked(
         enrolled=enrolled,
     )
     try:
-        thread, errors = _run_in_thread(agent)
+        thread, errors = run_in_thread(agent)
         thread.join(10)
         assert not thread.is_alive(), "a 401 must end run() by itself"
     finally:

@@ -57,6 +57,7 @@ class LocalFleet:
         self.fleet_port = free_port()
         self._env = extra_env
         self.admin_token: str | None = None
+        self._verify: ssl.SSLContext | None = None
         self.coordinator: ManagedProcess | None = None
         self.agents: list[ManagedProcess] = []
 
@@ -77,9 +78,14 @@ class LocalFleet:
         return httpx.Client(
             base_url=self.api_url,
             timeout=timeout,
-            verify=ssl.create_default_context(cafile=str(self.ca_file)),
+            verify=self._ca_context(),
             headers={"Authorization": f"Bearer {self.admin_token}"},
         )
+
+    def _ca_context(self) -> ssl.SSLContext:
+        if self._verify is None:  # made once the CA exists: polls would re-read it each time
+            self._verify = ssl.create_default_context(cafile=str(self.ca_file))
+        return self._verify
 
     def _init(self) -> None:
         argv = [program("fl-coordinator"), "init", "--state-dir"]

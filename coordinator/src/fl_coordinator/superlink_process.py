@@ -43,6 +43,10 @@ class SuperLinkProcess:
         self._home = state_dir / "superlink"
         self._tls = tls
         self._insecure = tls is None
+        # Health checks trust the coordinator's CA (built once: checks repeat every 0.2 s).
+        self._verify: ssl.SSLContext | bool = (
+            True if tls is None else ssl.create_default_context(cafile=str(tls.ca_cert))
+        )
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._proc: ManagedProcess | None = None
@@ -120,10 +124,7 @@ class SuperLinkProcess:
     def is_healthy(self) -> bool:
         """True when the SuperLink answers its health check."""
         try:
-            verify: ssl.SSLContext | bool = True
-            if self._tls is not None:
-                verify = ssl.create_default_context(cafile=str(self._tls.ca_cert))
-            return httpx.get(self.health_url, timeout=2.0, verify=verify).status_code == 200
+            return httpx.get(self.health_url, timeout=2.0, verify=self._verify).status_code == 200
         except httpx.HTTPError:
             return False
 
