@@ -26,6 +26,20 @@ class Harness:
     settings: CoordinatorSettings
 
 
+class FakeControl:
+    """Stands in for the SuperLink's Control API: keeps the run configs it is handed."""
+
+    def __init__(self) -> None:
+        self.configs: list[dict[str, Any]] = []
+
+    def start_run(self, run_config: dict[str, Any]) -> int:
+        self.configs.append(run_config)
+        return 4242
+
+    def run_state(self, flower_run_id: int) -> None:
+        return None
+
+
 @contextmanager
 def api_harness(state_dir: Path, control: Any) -> Iterator[Harness]:
     """Registry in ``state_dir``, ``control`` standing in for the SuperLink; closed after."""

@@ -72,7 +72,7 @@ def _name(operation_id: str) -> str:
 def _call(
     client: TestClient, method: str, path: str, ids: dict[str, str], secret: str | None
 ) -> Any:
-    url = path.format(device_id=ids["device_id"], run_id=1, round=1)
+    url = path.format(device_id=ids["device_id"], run_id=1, round=1, token_id="tok-000000000000")
     headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     return client.request(method, url, headers=headers, json={} if method != "GET" else None)
 

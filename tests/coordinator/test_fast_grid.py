@@ -13,8 +13,14 @@ from fl_coordinator.fast_grid import FastGrid
 
 
 class Reply:
-    def __init__(self, reply_to: str) -> None:
-        self.metadata = type("Metadata", (), {"reply_to_message_id": reply_to})()
+    def __init__(self, reply_to: str, error: bool = False) -> None:
+        node = 100 + ord(reply_to[0])  # one node per message
+        fields = {"reply_to_message_id": reply_to, "src_node_id": node}
+        self.metadata = type("Metadata", (), fields)()
+        self.error = error
+
+    def has_error(self) -> bool:
+        return self.error
 
 
 class ScriptedGrid:
@@ -113,3 +119,32 @@ def test_a_restricted_grid_only_sees_the_allowed_nodes() -> None:
     grid.restrict_to([12, 99])
     assert list(grid.get_node_ids()) == [12]
     assert [n.node_id for n in grid.get_nodes()] == [12]
+
+
+def test_over_commit_returns_once_the_quorum_of_good_replies_came() -> None:
+    # "a" fails, "b" and "c" succeed on later pulls, "d" never comes.
+    inner = ScriptedGrid(["a", "b", "c", "d"], {1: ["b"], 2: ["c"], 3: ["d"]})
+    t = FakeTime()
+    grid = _grid(inner, t)
+    grid.expect_replies(2)
+    replies = list(grid.send_and_receive([], timeout=30))
+    assert sorted(r.metadata.reply_to_message_id for r in replies) == ["b", "c"]
+    assert len(inner.pulls) == 2  # it stopped waiting for "a" and "d"
+    assert grid.reply_seconds == {100 + ord("b"): 0.0, 100 + ord("c"): 0.1}
+    # The quorum is for one call: the next one waits for every reply (until the timeout).
+    inner.pulls.clear()
+    replies = list(grid.send_and_receive([], timeout=30))
+    assert len(replies) == 3 and len(inner.pulls) > 3
+
+
+def test_replies_with_errors_do_not_count_towards_the_quorum() -> None:
+    inner = ScriptedGrid(["a", "b"], {1: ["a"], 2: ["b"]})
+    inner.pull_messages = lambda ids: (  # type: ignore[method-assign]
+        inner.pulls.append(set(ids))
+        or [Reply(m, error=m == "a") for m in inner.script.get(len(inner.pulls), [])]
+    )
+    t = FakeTime()
+    grid = _grid(inner, t)
+    grid.expect_replies(1)
+    replies = list(grid.send_and_receive([], timeout=30))
+    assert [r.has_error() for r in replies] == [True, False]

@@ -10,26 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from tests.coordinator.api_harness import api_harness
+from tests.coordinator.api_harness import FakeControl, api_harness
 
 from fl_coordinator.flctl import Api, execute
 from fl_coordinator.flctl import _parser as flctl_parser
 from fl_coordinator.registry import Registry
 from fl_shared.wire import PrivacySpent, RejectedUpdate, RoundReport
-
-
-class FakeControl:
-    """Stands in for the SuperLink's Control API: keeps the run configs it is handed."""
-
-    def __init__(self) -> None:
-        self.configs: list[dict[str, Any]] = []
-
-    def start_run(self, run_config: dict[str, Any]) -> int:
-        self.configs.append(run_config)
-        return 4242
-
-    def run_state(self, flower_run_id: int) -> None:
-        return None
 
 
 @pytest.fixture

@@ -351,3 +351,15 @@ def test_heartbeats_survive_a_rejected_reenrollment(
         client.close()
     assert errors == []
     assert kept_beating, f"heartbeats stopped after {heartbeats} beat(s)"
+
+
+def test_the_test_only_straggler_delay_reaches_the_clientapp(
+    tmp_path: Path, zero_backoff: None
+) -> None:
+    client = _client(lambda _r: _registered("dev-slow"))
+    try:
+        agent = Agent(_settings(tmp_path, test_train_delay_s=2.5), client, threading.Event())
+        agent.enroll()
+    finally:
+        client.close()
+    assert agent.node_config()["test-train-delay-s"] == 2.5

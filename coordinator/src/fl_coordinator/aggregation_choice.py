@@ -21,6 +21,7 @@ from fl_coordinator.fleet_strategy import (
     FleetRounds,
 )
 from fl_coordinator.privacy_ledger import PrivacyLedger
+from fl_coordinator.round_selection import RoundSelection
 from fl_coordinator.update_screening import UpdateScreening
 from fl_shared.wire import RunRequest
 
@@ -114,6 +115,7 @@ class AggregationChoice:
         fraction_evaluate: float,
         run_id: int | None = None,
         prior_releases: int = 0,
+        selection: RoundSelection | None = None,
     ) -> FleetRounds:
         """The strategy: Flower's class for the aggregation, with the fleet's rounds."""
         evaluate_nodes = min_devices if fraction_evaluate > 0 else 0
@@ -127,6 +129,7 @@ class AggregationChoice:
                 screening=screening,
                 privacy=privacy,
                 run_id=run_id,
+                selection=selection,
                 **extra,
             )
 

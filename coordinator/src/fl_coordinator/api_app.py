@@ -11,7 +11,14 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from fl_coordinator import __version__, routes_devices, routes_enroll, routes_models, routes_runs
+from fl_coordinator import (
+    __version__,
+    routes_devices,
+    routes_enroll,
+    routes_models,
+    routes_runs,
+    routes_tokens,
+)
 from fl_coordinator.api_auth import AUTH_ERRORS, authorize
 from fl_coordinator.body_limit import BodyLimitMiddleware
 from fl_coordinator.credentials import CredentialStore
@@ -168,6 +175,7 @@ def create_app(
             dependencies=[Depends(authorize)],  # per route: api_auth.ROUTE_ACCESS
         )
     app.include_router(routes_enroll.router, responses=BAD_INPUT)  # public, but for one route
+    app.include_router(routes_tokens.router, responses=BAD_INPUT)  # admin: its own dependency
     app.include_router(routes_runs.report_router, responses=BAD_INPUT)  # X-Run-Token
     # Middleware, innermost first: the heartbeat fast path, the body limit, tracing.
     heartbeat_route = next(

@@ -36,8 +36,10 @@ ROUTE_ACCESS: dict[str, Access] = {
     "heartbeat": "device",
     "report_capabilities": "device",
     "eligible_devices": "run",
+    "selection_candidates": "run",
     "report_round": "run",
     "report_status": "run",
+    "list_tokens": "admin",  # token listings are for admins, not read-only tokens
 }
 SCOPES: dict[Access, frozenset[str]] = {
     "read": frozenset({"read", "admin"}),

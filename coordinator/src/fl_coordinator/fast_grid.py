@@ -44,6 +44,9 @@ class FastGrid(Grid):
         self._clock = clock
         self._sleep = sleep
         self._allowed: set[int] | None = None
+        self._quorum: int | None = None
+        # Seconds from the push to each reply of the last send_and_receive, by node id.
+        self.reply_seconds: dict[int, float] = {}
         _patch_grid_object_pulls()
 
     @property
@@ -93,22 +96,35 @@ class FastGrid(Grid):
         """Pull replies (through the wrapped grid)."""
         return self._grid.pull_messages(message_ids)
 
+    def expect_replies(self, quorum: int) -> None:
+        """Let the next send_and_receive return once ``quorum`` replies came (over-commit)."""
+        self._quorum = quorum
+
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
         """Push ``messages``, then pull replies every poll_s until all came or timeout passed.
 
         The contract of Grid.send_and_receive: the replies that came in time (messages whose
-        push failed are not waited for).
+        push failed are not waited for). After ``expect_replies(k)`` this call returns as
+        soon as ``k`` replies without an error came: the round stops waiting for the rest.
         """
+        quorum, self._quorum = self._quorum, None
+        started = self._clock()
         pending = {mid for mid in self._grid.push_messages(messages) if mid}
         replies: list[Message] = []
-        deadline = None if timeout is None else self._clock() + timeout
+        self.reply_seconds = {}
+        deadline = None if timeout is None else started + timeout
         while pending:
             got = list(self._grid.pull_messages(pending))
+            now = self._clock()
+            for reply in got:
+                self.reply_seconds[int(reply.metadata.src_node_id)] = now - started
             replies.extend(got)
             pending.difference_update(m.metadata.reply_to_message_id for m in got)
-            if not pending or (deadline is not None and self._clock() >= deadline):
+            if not pending or (deadline is not None and now >= deadline):
+                break
+            if quorum is not None and sum(not m.has_error() for m in replies) >= quorum:
                 break
             self._sleep(self.poll_s)
         return replies

@@ -10,13 +10,18 @@ import argparse
 import sys
 from typing import TextIO
 
-from fl_coordinator import flctl_devices, flctl_models, flctl_runs
+from fl_coordinator import flctl_devices, flctl_models, flctl_runs, flctl_tokens
 from fl_coordinator.flctl_api import EXIT_UNREACHABLE, EXIT_USAGE, Api, CliError
 from fl_coordinator.flctl_config import resolve
 
 __all__ = ["EXIT_UNREACHABLE", "EXIT_USAGE", "Api", "CliError", "execute", "main"]
 
-GROUPS = {"devices": flctl_devices, "runs": flctl_runs, "models": flctl_models}
+GROUPS = {
+    "devices": flctl_devices,
+    "runs": flctl_runs,
+    "models": flctl_models,
+    "tokens": flctl_tokens,
+}
 
 
 def _parser() -> argparse.ArgumentParser:

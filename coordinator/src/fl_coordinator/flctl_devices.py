@@ -7,7 +7,7 @@ from typing import Any, TextIO
 from urllib.parse import quote, urlencode
 
 from fl_coordinator.flctl_api import EXIT_OK, EXIT_USAGE, Api, CliError
-from fl_coordinator.flctl_output import dump_json, fmt, table
+from fl_coordinator.flctl_output import dump_json, duration_seconds, fmt, table
 
 STATES = ("online", "stale", "offline", "drained", "revoked")
 WINDOWS = ("1h", "24h", "7d")
@@ -266,19 +266,9 @@ def _list(args: argparse.Namespace, api: Api, out: TextIO) -> int:
     return EXIT_OK
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-def _seconds(text: str) -> float:
-    number, unit = text[:-1], text[-1:]
-    if unit not in _UNITS or not number.replace(".", "", 1).isdigit() or float(number) <= 0:
-        raise CliError(f"--expires {text!r}: use a number with s, m, h or d, e.g. 24h", EXIT_USAGE)
-    return float(number) * _UNITS[unit]
-
-
 def _enroll_token(args: argparse.Namespace, api: Api, out: TextIO) -> int:
     labels = {k: v for k, v in (_label_changes(args.label, True) or {}).items() if v is not None}
-    body = {"name": args.name, "expires_in_s": _seconds(args.expires), "labels": labels}
+    body = {"name": args.name, "expires_in_s": duration_seconds(args.expires), "labels": labels}
     issued = api.call("POST", "/api/v1/enroll-tokens", body)
     if args.json:
         dump_json(issued, out)

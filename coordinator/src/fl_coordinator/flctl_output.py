@@ -1,4 +1,4 @@
-"""Output helpers shared by the flctl command groups: rich tables and number formatting."""
+"""Helpers shared by the flctl command groups: rich tables, number formatting, durations."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from fl_coordinator.flctl_api import EXIT_USAGE, CliError
 
 # Columns whose words are states; on a terminal they get a colour, and always stay words.
 BADGE_COLUMNS = frozenset({"STATUS", "SUPERNODE"})
@@ -34,6 +36,7 @@ BADGE_STYLES = {
 # Off a terminal nothing wraps: a line per row, whatever its length, for grep and awk.
 _UNWRAPPED_WIDTH = 100_000
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 def _numeric(cells: Sequence[str]) -> bool:
@@ -95,3 +98,11 @@ def dump_json(value: Any, out: TextIO) -> None:
     """Print ``value`` as indented JSON with a final newline (for scripts)."""
     json.dump(value, out, indent=2)
     out.write("\n")
+
+
+def duration_seconds(text: str, option: str = "--expires") -> float:
+    """Seconds in a duration such as ``30m``, ``24h`` or ``7d``; a CliError naming ``option``."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in _UNITS or not number.replace(".", "", 1).isdigit() or float(number) <= 0:
+        raise CliError(f"{option} {text!r}: use a number with s, m, h or d, e.g. 24h", EXIT_USAGE)
+    return float(number) * _UNITS[unit]

@@ -9,11 +9,21 @@ import tomllib
 from pathlib import Path
 from typing import Any, TextIO
 
-from fl_coordinator.flctl_api import EXIT_FAILURE, EXIT_OK, Api, CliError
+from fl_coordinator.flctl_api import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Api, CliError
 from fl_coordinator.flctl_output import dump_json, fmt, table
+from fl_coordinator.flctl_run_options import (
+    ROBUST_FLAGS,
+    SELECTION_FLAGS,
+    add_wire_flags,
+    given,
+)
+from fl_coordinator.flctl_selection import print_selection, selection_summary
 from fl_shared.wire import TERMINAL_RUN_STATUSES
 
 _RAW = argparse.RawDescriptionHelpFormatter
+
+# RunRequest's robust-training and privacy fields (flctl_run_options.ROBUST_FLAGS).
+ROBUST_FIELDS = tuple(flag.field for flag in ROBUST_FLAGS)
 
 
 def add_commands(sub: Any) -> None:
@@ -43,7 +53,21 @@ def add_commands(sub: Any) -> None:
         epilog="examples:\n"
         "  flctl runs start --model cnn --dataset digits --rounds 5 --min-devices 2 --wait\n"
         "  flctl runs start --label site=lab --follow\n"
-        "  flctl runs start --app ./my-app --config num-server-rounds=3 --wait",
+        "  flctl runs start --app ./my-app --config num-server-rounds=3 --wait\n\n"
+        "robust run (Krum tolerating 1 poisoned update of 5, updates above norm 20 rejected):\n"
+        "  flctl runs start --aggregation krum --krum-malicious-devices 1 --min-devices 5 \\\n"
+        "      --screening-max-norm 20 --follow\n"
+        "  flctl runs start --aggregation fedtrimmedavg --trimmed-avg-beta 0.25 --wait\n\n"
+        "differential privacy (`flctl runs show ID` prints the epsilon spent):\n"
+        "  flctl runs start --privacy central --dp-noise-multiplier 1.0 --dp-clipping-norm 1.0 \\\n"
+        "      --dp-delta 1e-5 --rounds 10 --wait\n"
+        "  flctl runs start --privacy local --dp-epsilon 8 --dp-clipping-norm 0.5 --wait\n\n"
+        "central DP works with --aggregation fedavg only: the coordinator refuses it with\n"
+        "another aggregation, in one line naming the field.\n\n"
+        "device selection (`flctl runs show ID` prints who was selected each round, and why):\n"
+        "  flctl runs start --devices-per-round 10 --overcommit 1.3 --selection capability\n"
+        "  flctl runs start --devices-per-round 4 --min-memory-mb 4096 \\\n"
+        "      --required-accelerator cuda --follow",
         formatter_class=_RAW,
     )
     start.add_argument("--model", default="cnn", help="cnn, resnet18 or mlp")
@@ -84,6 +108,16 @@ def add_commands(sub: Any) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="with --app: override a key of its [tool.flwr.app.config] (repeatable)",
+    )
+    add_wire_flags(
+        start,
+        "robust training and privacy (docs/robust-training.md; each sent only when given)",
+        ROBUST_FLAGS,
+    )
+    add_wire_flags(
+        start,
+        "device selection (docs/device-selection.md; each sent only when given)",
+        SELECTION_FLAGS,
     )
     stop = runs.add_parser(
         "stop",
@@ -147,6 +181,10 @@ def print_run(run: dict[str, Any], out: TextIO) -> None:
             else f"\n  your own app {source.removeprefix('app:')}\n"
         )
     )
+    if source == "builtin" and (robust := _robust_summary(req)):
+        out.write(f"  {robust}\n")
+    if source == "builtin":
+        out.write(f"  {selection_summary(req)}\n")
     rows = [
         (
             r["round"],
@@ -160,8 +198,22 @@ def print_run(run: dict[str, Any], out: TextIO) -> None:
     ]
     table(rows, ("ROUND", "DEVICES", "TRAIN LOSS", "EVAL LOSS", "ACCURACY", "SECONDS"), out)
     print_robust_training(run["rounds"], out)
+    print_selection(run["rounds"], out)
     if run["checkpoint"]:
         out.write(f"checkpoint: {run['checkpoint']}\n")
+
+
+def _robust_summary(req: dict[str, Any]) -> str:
+    """The run's aggregation and privacy when not plain FedAvg without DP ('' when plain)."""
+    aggregation = req.get("aggregation", "fedavg")
+    privacy = req.get("privacy", "none")
+    if aggregation == "fedavg" and privacy == "none":
+        return ""
+    if aggregation == "fedtrimmedavg":
+        aggregation += f" (beta {req.get('trimmed_avg_beta')})"
+    elif aggregation == "krum":
+        aggregation += f" (tolerating {req.get('krum_malicious_devices')} poisoned)"
+    return f"aggregation {aggregation}, privacy {privacy}"
 
 
 def print_robust_training(rounds: list[dict[str, Any]], out: TextIO) -> None:
@@ -204,6 +256,13 @@ def execute(args: argparse.Namespace, api: Api, out: TextIO) -> int:
     elif args.action == "resume":
         run = api.call("POST", f"/api/v1/runs/{args.run_id}/resume")
     elif args.app is not None:
+        if chosen := given(args, (*ROBUST_FLAGS, *SELECTION_FLAGS)):
+            flag = "--" + next(iter(chosen)).replace("_", "-")
+            raise CliError(
+                f"{flag} applies to the built-in training, not to --app: your own app "
+                "aggregates as its ServerApp does",
+                EXIT_USAGE,
+            )
         run = api.call(
             "POST",
             "/api/v1/runs/app",
@@ -227,6 +286,7 @@ def execute(args: argparse.Namespace, api: Api, out: TextIO) -> int:
                 "device_wait_timeout_s": args.device_wait_timeout,
                 "seed": args.seed,
                 "target_labels": _labels(args.label),
+                **given(args, (*ROBUST_FLAGS, *SELECTION_FLAGS)),
             },
         )
     if getattr(args, "follow", False):

@@ -26,9 +26,11 @@ from flwr.serverapp.strategy import (
 )
 
 from fl_coordinator.errors import NotEnoughDevices
+from fl_coordinator.fast_grid import FastGrid
 from fl_coordinator.privacy_ledger import PrivacyLedger
+from fl_coordinator.round_selection import RoundSelection
 from fl_coordinator.update_screening import DEVICE_RECORD, WEIGHT_KEY, UpdateScreening
-from fl_shared.wire import DeviceRoundResult, RejectedUpdate
+from fl_shared.wire import DeviceRoundResult, RejectedUpdate, SelectionDecision
 
 __all__ = [
     "DEVICE_RECORD",
@@ -104,10 +106,13 @@ def device_results(replies: Iterable[Message]) -> list[DeviceRoundResult]:
 class FleetRounds(Strategy):
     """The fleet's round over the Flower strategy it is mixed in before.
 
-    Every connected device is sent the model (after a bounded wait for ``min_devices`` of
-    them); replies are screened before the strategy aggregates them; the round's devices,
-    rejections and metrics are kept for its report (``RoundRecorder``). Its ``super()``
-    calls reach the Flower class mixed in after it (mypy sees only the abstract Strategy).
+    After a bounded wait for ``min_devices`` connected devices, a ``RoundSelection`` (when
+    given) picks the round's devices with the run's policy (random, oort, capability);
+    without one every connected device is sent the model. With over-commit the round stops
+    waiting once ``devices_per_round`` updates came. Replies are screened before the
+    strategy aggregates them; the round's devices, rejections, selection decisions and
+    metrics are kept for its report (``RoundRecorder``). Its ``super()`` calls reach the
+    Flower class mixed in after it (mypy sees only the abstract Strategy).
     """
 
     def __init__(
@@ -118,6 +123,7 @@ class FleetRounds(Strategy):
         screening: UpdateScreening | None = None,
         privacy: PrivacyLedger | None = None,
         run_id: int | None = None,
+        selection: RoundSelection | None = None,
         **kwargs: object,
     ) -> None:
         if isinstance(self, FedAvg):  # train on every device, and on no fewer than min_devices
@@ -128,6 +134,9 @@ class FleetRounds(Strategy):
         self.screening = screening if screening is not None else UpdateScreening()
         self.privacy = privacy
         self.run_id = run_id
+        self.selection = selection
+        self.round_selection: list[SelectionDecision] = []
+        self._grid: Grid | None = None
         self.round_started = time.monotonic()
         self.round_devices: list[DeviceRoundResult] = []
         self.round_rejected: list[RejectedUpdate] = []
@@ -164,11 +173,47 @@ class FleetRounds(Strategy):
         self.round_train_metrics = None
         self.round_evaluate_metrics = None
         self._round_arrays = arrays  # what the updates are measured against
+        self.round_selection = []
+        self._grid = grid
         wait_for_nodes(grid, self.min_devices, self.device_wait_timeout_s)
-        messages = list(super().configure_train(server_round, arrays, config, grid))  # type: ignore[safe-super]
+        if self.selection is None:
+            messages = list(super().configure_train(server_round, arrays, config, grid))  # type: ignore[safe-super]
+        else:
+            messages = self._configure_selected(server_round, arrays, config, grid, self.selection)
         if self.privacy is not None and messages:
             self.privacy.round_sent()
         return messages
+
+    def _configure_selected(
+        self,
+        server_round: int,
+        arrays: ArrayRecord,
+        config: ConfigRecord,
+        grid: Grid,
+        selection: RoundSelection,
+    ) -> list[Message]:
+        """Messages for the selected devices only: the Flower strategy samples all of them."""
+        chosen = selection.choose(server_round, grid.get_node_ids)
+        self.round_selection = list(selection.decisions)
+        view = FastGrid(grid)
+        view.restrict_to(chosen)
+        target = selection.target
+        if target is not None and isinstance(grid, FastGrid) and target < len(chosen):
+            grid.expect_replies(target)  # over-commit: aggregate the first `target` updates
+        averaging = self._averaging()
+        if averaging is None:
+            return list(super().configure_train(server_round, arrays, config, view))  # type: ignore[safe-super]
+        saved = (averaging.fraction_train, averaging.min_train_nodes, averaging.min_available_nodes)
+        averaging.fraction_train = 1.0
+        averaging.min_train_nodes = averaging.min_available_nodes = len(chosen)
+        try:
+            return list(super().configure_train(server_round, arrays, config, view))  # type: ignore[safe-super]
+        finally:
+            (
+                averaging.fraction_train,
+                averaging.min_train_nodes,
+                averaging.min_available_nodes,
+            ) = saved
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -191,6 +236,14 @@ class FleetRounds(Strategy):
                 detail=rejection.detail,
             )
         self.round_devices = device_results(screened.kept)
+        if self.selection is not None:
+            grid = self._grid
+            self.selection.learn(
+                server_round,
+                replies,
+                rejected=[r.device_id for r in screened.rejected],
+                reply_seconds=grid.reply_seconds if isinstance(grid, FastGrid) else {},
+            )
         arrays, metrics = self._aggregate(server_round, screened.kept, failed)
         self.round_train_metrics = metrics
         log.info(
@@ -280,6 +333,7 @@ class FleetCentralDp(FleetRounds, DifferentialPrivacyServerSideFixedClipping):
         screening: UpdateScreening | None = None,
         privacy: PrivacyLedger | None = None,
         run_id: int | None = None,
+        selection: RoundSelection | None = None,
     ) -> None:
         super().__init__(
             min_devices=min_devices,
@@ -287,6 +341,7 @@ class FleetCentralDp(FleetRounds, DifferentialPrivacyServerSideFixedClipping):
             screening=screening,
             privacy=privacy,
             run_id=run_id,
+            selection=selection,
             strategy=strategy,
             noise_multiplier=noise_multiplier,
             clipping_norm=clipping_norm,

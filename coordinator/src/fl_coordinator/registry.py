@@ -469,6 +469,27 @@ class Registry:
             )
             return list(session.scalars(query))
 
+    def eligible_devices(self, labels: Mapping[str, str] | None = None) -> list[Device]:
+        """The devices of ``eligible_device_ids``, with their last heartbeat and capabilities."""
+        ids = self.eligible_device_ids(labels)
+        now = self._clock()
+        devices: list[Device] = []
+        with self._reads.begin() as session:
+            for begin in range(0, len(ids), 500):  # bounded IN lists
+                chunk = ids[begin : begin + 500]
+                rows = session.scalars(select(DeviceRow).where(DeviceRow.device_id.in_(chunk)))
+                statuses = {
+                    s.device_id: s
+                    for s in session.scalars(
+                        select(DeviceStatusRow).where(DeviceStatusRow.device_id.in_(chunk))
+                    )
+                }
+                by_id = {row.device_id: row for row in rows}
+                devices.extend(
+                    self._device(by_id[i], now, statuses.get(i)) for i in chunk if i in by_id
+                )
+        return devices
+
     def set_labels(self, device_id: str, labels: Mapping[str, str]) -> Device:
         """Replace every label of a device."""
         return self._change_labels(device_id, lambda _old: dict(labels))

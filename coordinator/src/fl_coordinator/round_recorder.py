@@ -94,13 +94,14 @@ class RoundRecorder:
             checkpoint=checkpoint,
             rejected_updates=self._strategy.round_rejected if flower_round > 0 else [],
             privacy=None if self._strategy.privacy is None else self._strategy.privacy.spent(),
+            selection=self._strategy.round_selection if flower_round > 0 else [],
         )
         self.reports.append(report)
         self._reporter.round(report)
         log.info(
             "round_recorded",
             run_id=self._run_id,
-            **report.model_dump(exclude={"devices", "rejected_updates", "privacy"}),
+            **report.model_dump(exclude={"devices", "rejected_updates", "privacy", "selection"}),
             rejected=len(report.rejected_updates),
             epsilon=None if report.privacy is None else report.privacy.epsilon,
         )

@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse
 
 from fl_coordinator.api_auth import AUTH_ERRORS, authorize
 from fl_coordinator.api_deps import RegistryDep, SettingsDep
-from fl_coordinator.credentials import CredentialStore, EnrollmentRefused
+from fl_coordinator.credentials import CredentialStore, EnrollmentRefused, IssuedToken
 from fl_coordinator.errors import SuperLinkUnreachable
 from fl_coordinator.flower_control import NodeKeyRefused, node_key_pem
 from fl_shared.enrollment_wire import (
@@ -30,6 +30,17 @@ REFUSED: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "this coordinator runs without TLS (development)"},
     503: {"model": ErrorBody, "description": "the SuperLink is not reachable: try again"},
 }
+
+
+def issued_secret(issued: IssuedToken) -> IssuedSecret:
+    """The answer to creating a token: the only time its secret is shown."""
+    return IssuedSecret(
+        token_id=issued.token_id,
+        kind=issued.kind,
+        name=issued.name,
+        token=issued.secret,
+        expires_at=issued.expires_at,
+    )
 
 
 def _store(request: Request) -> CredentialStore:
@@ -75,13 +86,7 @@ def create_enrollment_token(body: EnrollmentTokenRequest, request: Request) -> I
         labels=body.labels,
     )
     log.info("enrollment_token_created", token_id=issued.token_id, expires_at=issued.expires_at)
-    return IssuedSecret(
-        token_id=issued.token_id,
-        kind=issued.kind,
-        name=issued.name,
-        token=issued.secret,
-        expires_at=issued.expires_at,
-    )
+    return issued_secret(issued)
 
 
 @router.post(

@@ -14,8 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from fl_coordinator.api_deps import RegistryDep, RunServiceDep
 from fl_coordinator.errors import SuperLinkUnreachable
+from fl_coordinator.selection_candidates import candidate_listing
 from fl_shared.wire import (
     REGISTRY_INT_MAX,
+    CandidateListing,
     ErrorBody,
     RoundReport,
     Run,
@@ -169,6 +171,21 @@ def eligible_devices(run_id: RunId, registry: RegistryDep, token: RunToken = Non
     offline, carrying the run's target labels)."""
     _authorize(registry, run_id, token)
     return registry.eligible_device_ids(registry.get_run(run_id).target_labels)
+
+
+@report_router.get(
+    "/{run_id}/candidates",
+    response_model=CandidateListing,
+    responses={**NOT_FOUND, **FORBIDDEN},
+)
+def selection_candidates(
+    run_id: RunId, registry: RegistryDep, token: RunToken = None
+) -> CandidateListing:
+    """For the run's ServerApp: the devices its next round may select from, with their
+    measured capabilities, and those the run's hard constraints keep out (and why)."""
+    _authorize(registry, run_id, token)
+    run = registry.get_run(run_id)
+    return candidate_listing(registry.eligible_devices(run.target_labels), run.request)
 
 
 @report_router.post(

@@ -11,7 +11,7 @@ import structlog
 
 from fl_coordinator.telemetry import record_round_span
 from fl_shared.backoff import Backoff
-from fl_shared.wire import RoundReport, RunStatus, RunStatusReport
+from fl_shared.wire import CandidateListing, RoundReport, RunStatus, RunStatusReport
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +75,16 @@ class RunReporter:
             log.warning("eligible_devices_unavailable", run_id=self.run_id, error=str(exc))
             return None
         return {str(device_id) for device_id in response.json()}
+
+    def candidates(self) -> CandidateListing | None:
+        """The devices the next round may select from (None: the registry is not reachable)."""
+        try:
+            response = self._client.get(f"/api/v1/runs/{self.run_id}/candidates")
+            response.raise_for_status()
+            return CandidateListing.model_validate_json(response.content)
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("candidates_unavailable", run_id=self.run_id, error=str(exc))
+            return None
 
     def status(self, status: RunStatus, detail: str = "") -> None:
         """Report a status change."""

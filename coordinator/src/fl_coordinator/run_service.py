@@ -54,6 +54,11 @@ def run_config_for(
         "server-data-dir": str(settings.data_dir),
         # Aggregation, update screening and differential privacy (docs/robust-training.md).
         **run_config_entries(request),
+        # Device selection per round (docs/device-selection.md); 0: every eligible device.
+        "selection": request.selection,
+        "devices-per-round": request.devices_per_round or 0,
+        "overcommit": float(request.overcommit),
+        "max-staleness-rounds": request.max_staleness_rounds,
     }
 
 
@@ -77,7 +82,9 @@ class RunService:
 
     def start_run(self, request: RunRequest) -> Run:
         """Record the run, hand it to the SuperLink, return it as it stands."""
-        run_id, token = self._registry.create_run(request, target_labels=request.target_labels)
+        run_id, token = self._registry.create_run(
+            request, target_labels=request.target_labels, selection_policy=request.selection
+        )
         path = token_file(self._settings, run_id)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write_bytes(path, token.encode(), mode=0o600)

@@ -17,6 +17,7 @@ from fl_coordinator.fast_grid import FastGrid
 from fl_coordinator.fleet_strategy import wait_for_nodes
 from fl_coordinator.model_store import ModelStore
 from fl_coordinator.round_recorder import RoundRecorder
+from fl_coordinator.round_selection import RoundSelection, SelectionSettings
 from fl_coordinator.run_reporter import RunReporter
 from fl_coordinator.telemetry import configure_tracing
 from fl_shared.datasets import load_dataset
@@ -70,6 +71,7 @@ def _train(grid: Grid, context: Context, reporter: RunReporter) -> float | None:
     devices = wake_up_devices(grid, node_ids, min(WAKE_UP_TIMEOUT_S, wait_timeout))
     _keep_to_eligible_devices(grid, devices, reporter, min_devices)
     reporter.status("running", "training")
+    selection_settings = SelectionSettings.from_run_config(cfg)
 
     torch.manual_seed(int(cfg["seed"]))
     model = create_model(architecture, NUM_CLASSES)
@@ -81,12 +83,22 @@ def _train(grid: Grid, context: Context, reporter: RunReporter) -> float | None:
     data_dir = str(cfg["server-data-dir"]) or None
     test_data = load_dataset(str(cfg["dataset"]), "test", data_dir=data_dir)
     # FedAvg, a robust aggregation or central DP, with screened updates (robust-training.md).
+    # The run's selection policy picks each round's devices (docs/device-selection.md).
+    selection = RoundSelection(
+        settings=selection_settings,
+        devices=devices,
+        candidates=reporter.candidates,
+        min_devices=min_devices,
+        wait_timeout_s=wait_timeout,
+        model_bytes=sum(t.numel() * t.element_size() for t in model.parameters()),
+    )
     strategy = AggregationChoice.from_run_config(cfg).build(
         min_devices=min_devices,
         device_wait_timeout_s=wait_timeout,
         fraction_evaluate=float(cfg["fraction-evaluate"]),
         run_id=run_id,
         prior_releases=resumed_from,
+        selection=selection,
     )
     recorder = RoundRecorder(
         run_id=run_id,

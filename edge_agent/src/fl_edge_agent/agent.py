@@ -218,7 +218,7 @@ class Agent:
     def node_config(self) -> dict[str, Any]:
         """Device facts for the ClientApp, carried in the SuperNode's node config."""
         assert self.device_id is not None
-        return {
+        config: dict[str, Any] = {
             "device-id": self.device_id,
             "data-dir": self._settings.data_dir,
             "partition-id": self._settings.partition_id,
@@ -226,6 +226,9 @@ class Agent:
             "torch-threads": self._settings.torch_threads,
             "activity-file": str(self._activity.path),
         }
+        if self._settings.test_train_delay_s > 0:  # the test-only straggler knob
+            config["test-train-delay-s"] = float(self._settings.test_train_delay_s)
+        return config
 
     def run(self) -> None:
         """Enroll, start the SuperNode and heartbeats, supervise until stop is set.

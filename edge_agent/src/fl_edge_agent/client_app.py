@@ -144,9 +144,13 @@ def train_handler(msg: Message, context: Context) -> Message:
             + (server_round + int(run.get("resume-from-round", 0))) * 97
             + int(context.node_config.get("partition-id", 0)),
         )
+    delay = float(context.node_config.get("test-train-delay-s", 0.0))
+    if delay > 0:  # test-only straggler knob (AgentSettings.test_train_delay_s)
+        time.sleep(delay)
     metrics = MetricRecord(
         {
             "train-loss": result.loss,
+            "train-loss-rms": result.loss_rms,
             "train-accuracy": result.accuracy,
             "num-examples": result.num_examples,
             "train-seconds": result.seconds,

@@ -41,6 +41,9 @@ class AgentSettings(FileSettings):
     labels: dict[str, str] = Field(default_factory=dict)
     heartbeat_interval_s: float | None = Field(default=None, gt=0)
     log_level: str = "info"
+    # TEST ONLY: seconds added to every local training, to make this device a straggler in
+    # selection tests (docs/device-selection.md). Never set it on a real device.
+    test_train_delay_s: float = Field(default=0.0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _check(self) -> AgentSettings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ class TrainResult:
     accuracy: float
     num_examples: int
     seconds: float
+    # sqrt(mean squared per-example loss) over the last epoch: Oort's statistical utility.
+    loss_rms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,9 @@ def train(
     model.to(device)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=0.9)
-    loss_sum, correct = 0.0, 0
+    loss_sum, square_sum, correct = 0.0, 0.0, 0
     for _ in range(epochs):
-        loss_sum, correct = 0.0, 0
+        loss_sum, square_sum, correct = 0.0, 0.0, 0
         order = torch.randperm(num_examples, generator=generator)
         for begin in range(0, num_examples, batch_size):
             batch = order[begin : begin + batch_size]
@@ -87,16 +90,19 @@ def train(
             y = labels[batch].to(device)
             optimizer.zero_grad()
             log_probs = model(x)
-            loss = F.nll_loss(log_probs, y)
+            per_example = F.nll_loss(log_probs, y, reduction="none")
+            loss = per_example.mean()
             loss.backward()
             optimizer.step()
             loss_sum += float(loss.item()) * int(y.shape[0])
+            square_sum += float(per_example.detach().square().sum().item())
             correct += int((log_probs.argmax(dim=1) == y).sum().item())
     return TrainResult(
         loss=loss_sum / num_examples,
         accuracy=correct / num_examples,
         num_examples=num_examples,
         seconds=time.perf_counter() - start,
+        loss_rms=math.sqrt(square_sum / num_examples),
     )
 
 

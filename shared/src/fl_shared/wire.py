@@ -26,7 +26,10 @@ from fl_shared.catalog import DATASET_NAMES, MODEL_NAMES, PARTITIONER_NAMES
 # 1.2 added Device.status (online/stale/offline/drained/revoked), the device detail and history
 # schemas, and the Run fields attempt, resumed_from_round, stop_requested, app_source,
 # target_labels and selection_policy.
-WIRE_VERSION = "1.2"
+# 1.3 added robust training and differential privacy: the RunRequest fields aggregation,
+# trimmed_avg_beta, krum_malicious_devices, screening_mad_k, screening_max_norm, privacy and
+# dp_*, and RoundReport.rejected_updates and RoundReport.privacy.
+WIRE_VERSION = "1.3"
 WIRE_MAJOR = 1
 
 RunStatus = Literal["pending", "starting", "running", "completed", "failed", "stopped"]
@@ -44,6 +47,9 @@ HISTORY_WINDOWS_S: dict[str, int] = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400
 # How a run aggregates the devices' updates, and where it adds differential-privacy noise.
 Aggregation = Literal["fedavg", "fedmedian", "fedtrimmedavg", "krum"]
 PrivacyMode = Literal["none", "central", "local"]
+# Device selection per round (docs/device-selection.md): uniform as Flower, Oort, or ours.
+SelectionPolicy = Literal["random", "oort", "capability"]
+Accelerator = Literal["cuda"]
 # Label keys an administrator sets: letters, digits and . _ / - (no "=": filters are key=value).
 LABEL_KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}")
 LABEL_VALUE_MAX = 255
@@ -320,7 +326,8 @@ class RunRequest(WireModel):
     # Since wire 1.2: only devices carrying all these labels take part (drained and revoked
     # devices never do).
     target_labels: dict[str, str] = Field(default_factory=dict)
-    # Robust training (docs/robust-training.md). The aggregation rule and its parameters:
+    # Since wire 1.3: robust training (docs/robust-training.md). The aggregation rule and its
+    # parameters:
     aggregation: Aggregation = Field(
         default="fedavg",
         description="fedavg (weighted mean), fedmedian (coordinate-wise median), "
@@ -370,6 +377,33 @@ class RunRequest(WireModel):
         description="local: L2 sensitivity of a device's update; null: 2 * dp_clipping_norm",
     )
     dp_delta: float = Field(default=1e-5, gt=0, lt=1, description="delta of the reported budget")
+    # Since wire 1.3: device selection per round (docs/device-selection.md).
+    selection: SelectionPolicy = Field(
+        default="capability",
+        description="capability (measured speed, history and a round deadline), oort "
+        "(Oort's selector) or random (uniform, as Flower)",
+    )
+    devices_per_round: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="updates aggregated per round (K); null: every eligible device trains",
+    )
+    overcommit: float = Field(
+        default=1.3,
+        ge=1,
+        le=10,
+        description="select ceil(K x overcommit) devices, aggregate the first K updates",
+    )
+    max_staleness_rounds: int = Field(
+        default=20, ge=1, le=10_000, description="capability: no eligible device waits longer"
+    )
+    min_memory_mb: int = Field(
+        default=0, ge=0, le=REGISTRY_INT_MAX, description="only devices with this much memory"
+    )
+    required_accelerator: Accelerator | None = Field(
+        default=None, description="cuda: only devices whose torch can use an NVIDIA GPU"
+    )
 
     @field_validator("model")
     @classmethod
@@ -474,6 +508,33 @@ class PrivacySpent(WireModel):
     )
 
 
+class SelectionCandidate(WireModel):
+    """A device that may train in a run's next round, with what selection needs to know."""
+
+    device_id: StoredText = Field(max_length=DEVICE_ID_MAX)
+    samples_per_s: float | None = None
+    memory_bytes: int | None = None
+    accelerator: str | None = None
+    throttled: bool = False
+
+
+class SelectionDecision(WireModel):
+    """Whether a device was selected for a round, and the deciding factor."""
+
+    device_id: StoredText = Field(max_length=DEVICE_ID_MAX)
+    selected: bool
+    score: float | None = None
+    reason: StoredText = Field(default="", max_length=200)
+    predicted_s: float | None = None
+
+
+class CandidateListing(WireModel):
+    """The live, eligible devices of a run, and those its hard constraints keep out."""
+
+    candidates: list[SelectionCandidate] = Field(default_factory=list)
+    excluded: list[SelectionDecision] = Field(default_factory=list)
+
+
 class RoundReport(WireModel):
     """What the ServerApp reports after each round (round 0 is the initial model)."""
 
@@ -487,9 +548,12 @@ class RoundReport(WireModel):
     federated_eval_accuracy: float | None = None
     seconds: float = 0.0
     checkpoint: str | None = None
-    # Robust training: updates left out of this round, and the privacy budget spent so far.
+    # Since wire 1.3 (robust training): updates left out of this round, and the privacy
+    # budget spent so far.
     rejected_updates: list[RejectedUpdate] = Field(default_factory=list)
     privacy: PrivacySpent | None = None
+    # Since wire 1.3: every candidate of the round, selected or not, and why.
+    selection: list[SelectionDecision] = Field(default_factory=list)
 
 
 class RunStatusReport(WireModel):
