@@ -209,8 +209,13 @@ class RoundSelection:
                 num_examples=examples,
                 loss_rms=rms if math.isfinite(rms) else None,
             )
+        # A device the round stopped waiting for took longer than the round so far: that
+        # lower bound is what it reports (Oort treats it as a straggler's duration).
+        waited = max(reply_seconds.values(), default=None)
         for device in self._selected.values():
-            outcomes.setdefault(device, Outcome(device_id=device, completed=False))
+            outcomes.setdefault(
+                device, Outcome(device_id=device, completed=False, duration_s=waited)
+            )
         self.selector.observe(server_round, list(outcomes.values()))
 
 

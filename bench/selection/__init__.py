@@ -1,0 +1,1 @@
+"""Device-selection benchmark: random, oort and capability on a simulated heterogeneous fleet."""
