@@ -9,7 +9,6 @@ and ``FleetCentralDp`` (Flower's server-side fixed-clipping DP wrapper around a 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -28,7 +27,7 @@ from flwr.serverapp.strategy import (
 from fl_coordinator.errors import NotEnoughDevices
 from fl_coordinator.fast_grid import FastGrid
 from fl_coordinator.privacy_ledger import PrivacyLedger
-from fl_coordinator.round_selection import RoundSelection
+from fl_coordinator.round_selection import RoundSelection, finite_or_none, metric_number
 from fl_coordinator.update_screening import DEVICE_RECORD, WEIGHT_KEY, UpdateScreening
 from fl_shared.wire import DeviceRoundResult, RejectedUpdate, SelectionDecision
 
@@ -73,15 +72,6 @@ def wait_for_nodes(
         sleep(poll_s)
 
 
-def _number(value: object, default: float) -> float:
-    return float(value) if isinstance(value, int | float) else default
-
-
-def _finite(value: object) -> float | None:
-    number = _number(value, math.nan)
-    return number if math.isfinite(number) else None
-
-
 def device_results(replies: Iterable[Message]) -> list[DeviceRoundResult]:
     """Who trained in a round, from the replies that carry content."""
     results = []
@@ -95,9 +85,9 @@ def device_results(replies: Iterable[Message]) -> list[DeviceRoundResult]:
             DeviceRoundResult(
                 device_id=str(device.get("device-id", "")),
                 node_id=int(msg.metadata.src_node_id),
-                num_examples=int(_number(metrics.get("num-examples"), 0)),
-                train_loss=_finite(metrics.get("train-loss")),
-                train_seconds=_number(metrics.get("train-seconds"), 0.0),
+                num_examples=int(metric_number(metrics.get("num-examples"), 0)),
+                train_loss=finite_or_none(metrics.get("train-loss")),
+                train_seconds=metric_number(metrics.get("train-seconds"), 0.0),
             )
         )
     return results

@@ -124,9 +124,9 @@ class RoundSelection:
                 SelectionDecision(
                     device_id=d.device_id,
                     selected=d.selected,
-                    score=_finite(d.score),
+                    score=finite_or_none(d.score),
                     reason=d.reason[:200],
-                    predicted_s=_finite(d.predicted_s),
+                    predicted_s=finite_or_none(d.predicted_s),
                 )
                 for d in selection.decisions
             ),
@@ -195,13 +195,13 @@ class RoundSelection:
             record = content.config_records.get(DEVICE_RECORD, ConfigRecord())
             device = str(record.get("device-id", device)) or device
             metrics = next(iter(content.metric_records.values()), MetricRecord())
-            examples = int(_number(metrics.get("num-examples"), 0))
+            examples = int(metric_number(metrics.get("num-examples"), 0))
             if examples > 0:
                 self._examples[device] = examples
             in_time = device not in refused
-            rms = _number(metrics.get("train-loss-rms"), math.nan)
+            rms = metric_number(metrics.get("train-loss-rms"), math.nan)
             if not math.isfinite(rms):
-                rms = _number(metrics.get("train-loss"), math.nan)
+                rms = metric_number(metrics.get("train-loss"), math.nan)
             outcomes[device] = Outcome(
                 device_id=device,
                 completed=in_time,
@@ -219,9 +219,12 @@ class RoundSelection:
         self.selector.observe(server_round, list(outcomes.values()))
 
 
-def _number(value: object, default: float) -> float:
+def metric_number(value: object, default: float) -> float:
+    """A metric record's number, or ``default`` when it holds none."""
     return float(value) if isinstance(value, int | float) else default
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
+def finite_or_none(value: object) -> float | None:
+    """A finite number, or None (NaN, infinity, not a number)."""
+    number = metric_number(value, math.nan)
+    return number if math.isfinite(number) else None
