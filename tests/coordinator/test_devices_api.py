@@ -139,6 +139,25 @@ def test_bad_list_parameters_are_422_naming_the_field(
     assert body["detail"].startswith(f"{field}: ")
 
 
+@pytest.mark.parametrize("bad", ["Infinity", "NaN", "-Infinity"])
+def test_capabilities_with_a_non_finite_number_are_422_and_keep_the_stored_ones(
+    fleet: Fleet, bad: str
+) -> None:
+    device_id = fleet.enroll("jet", JETSON_CAPS)
+    # Python's json (and so a careless agent) writes these tokens; JSON itself has none.
+    speed = '"speed": {"torch_train_samples_per_s": ' + bad + "}"
+    body = '{"identity": {"arch": "x86_64"}, ' + speed + "}"
+    answer = fleet.client.put(
+        f"/api/v1/devices/{device_id}/capabilities",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 422
+    assert "torch_train_samples_per_s" in answer.json()["detail"]
+    stored = fleet.client.get(f"/api/v1/devices/{device_id}").json()["capabilities"]
+    assert stored["identity"]["arch"] == "aarch64"
+
+
 def test_detail_with_history_and_participation(fleet: Fleet) -> None:
     device_id = fleet.enroll("orin", JETSON_CAPS)
     for i in range(3):

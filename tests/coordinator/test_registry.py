@@ -8,16 +8,20 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
 from fl_coordinator.errors import DeviceNotFound, DeviceRevoked, RunNotFound
 from fl_coordinator.registry import DeviceFilter, Registry
-from fl_shared.capabilities import Capabilities, Identity, JetsonInfo, NvidiaGpu
+from fl_coordinator.registry_schema import RunRow
+from fl_shared.capabilities import Capabilities, Identity, JetsonInfo, NvidiaGpu, SpeedScore
 from fl_shared.wire import (
+    DEVICE_SORTS,
     DeviceRegistration,
     DeviceRoundResult,
     Heartbeat,
     RoundReport,
     RunRequest,
+    SelectionDecision,
 )
 
 STALE_S, OFFLINE_S = 30.0, 50.0
@@ -233,6 +237,135 @@ def test_same_enrollment_time_orders_by_id(registry: Registry) -> None:
     assert [p[0].device_id for p in pages] == sorted(ids)
 
 
+# -- dashboard: sorting, search, fleet summary -------------------------------------------------
+
+
+def _speed_caps(arch: str, samples_per_s: float | None) -> Capabilities:
+    return Capabilities(
+        identity=Identity(arch=arch), speed=SpeedScore(torch_train_samples_per_s=samples_per_s)
+    )
+
+
+def _order(reg: Registry, sort: Any, **flt: Any) -> list[str]:
+    page = reg.device_page(DeviceFilter(**flt), limit=None, sort=sort)
+    return [d.name for d in page.items]
+
+
+def test_sort_orders_with_ties_by_device_id_and_unmeasured_speed_last(
+    registry: Registry, fake_clock: Any
+) -> None:
+    # (name, arch, samples/s, seconds of the clock before enrollment); ids are given so that
+    # ties have a known order: dev-1 < dev-2 < ...
+    fleet = [
+        ("bravo", "x86_64", 50.0, 0),
+        ("alpha", "aarch64", None, 1),
+        ("charlie", "aarch64", 900.0, 1),
+        ("alpha", "riscv64", 50.0, 1),
+        ("delta", "x86_64", 0.0, 1),  # not a measurement: sorts as unmeasured
+    ]
+    for i, (name, arch, speed, wait) in enumerate(fleet, start=1):
+        fake_clock.advance(wait)
+        registry.register_device(DeviceRegistration(device_id=f"dev-{i}", name=name))
+        registry.record_capabilities(f"dev-{i}", _speed_caps(arch, speed))
+    # Last heartbeats: dev-5 oldest ... dev-1 newest, dev-3 and dev-4 at the same instant.
+    for device_id in ("dev-5", "dev-4"):
+        fake_clock.advance(1)
+        registry.record_heartbeat(Heartbeat(device_id=device_id))
+    registry.record_heartbeat(Heartbeat(device_id="dev-3"))
+    fake_clock.advance(1)
+    registry.record_heartbeat(Heartbeat(device_id="dev-2"))
+    fake_clock.advance(1)
+    registry.record_heartbeat(Heartbeat(device_id="dev-1"))
+
+    def ids(sort: Any) -> list[str]:
+        page = registry.device_page(DeviceFilter(), limit=None, sort=sort)
+        return [d.device_id for d in page.items]
+
+    expected = {
+        "registered": ["dev-1", "dev-2", "dev-3", "dev-4", "dev-5"],  # dev-2..5 tie on time
+        "name": ["dev-2", "dev-4", "dev-1", "dev-3", "dev-5"],
+        "last_heartbeat": ["dev-5", "dev-3", "dev-4", "dev-2", "dev-1"],
+        "arch": ["dev-2", "dev-3", "dev-4", "dev-1", "dev-5"],
+        "speed": ["dev-1", "dev-4", "dev-3", "dev-2", "dev-5"],
+        "-speed": ["dev-3", "dev-4", "dev-1", "dev-5", "dev-2"],
+    }
+    for sort, order in expected.items():
+        assert ids(sort) == order, sort
+    for sort in ("registered", "name", "last_heartbeat", "arch"):
+        assert ids(f"-{sort}") == expected[sort][::-1], sort
+    reversed_ = {f"-{s}" for s in ("registered", "name", "last_heartbeat", "arch")}
+    assert set(DEVICE_SORTS) == set(expected) | reversed_  # every order is checked here
+    # Pages of a sorted listing cover every device once, in order.
+    pages = [
+        registry.device_page(DeviceFilter(), limit=2, offset=o, sort="-speed") for o in (0, 2, 4)
+    ]
+    assert [d.device_id for p in pages for d in p.items] == expected["-speed"]
+    assert {p.total for p in pages} == {5}
+    # A new probe without a speed clears it; a measured one sets it.
+    registry.record_capabilities("dev-3", _speed_caps("aarch64", None))
+    registry.record_capabilities("dev-2", _speed_caps("aarch64", 10.0))
+    assert ids("speed") == ["dev-2", "dev-1", "dev-4", "dev-3", "dev-5"]
+
+
+def test_search_is_case_insensitive_on_name_hostname_and_id(registry: Registry) -> None:
+    registry.register_device(
+        DeviceRegistration(device_id="dev-orin-01", name="Orin Lab", hostname="edge-a.lab")
+    )
+    registry.register_device(
+        DeviceRegistration(device_id="dev-pi-02", name="pi_50%", hostname="RASPI.field")
+    )
+    registry.register_device(DeviceRegistration(device_id="dev-x-03", name="x", hostname="h"))
+
+    def found(query: str, **flt: Any) -> set[str]:
+        return {d.device_id for d in registry.list_devices(DeviceFilter(query=query, **flt))}
+
+    assert found("orin lab") == {"dev-orin-01"}  # name, other case
+    assert found("raspi") == {"dev-pi-02"}  # hostname, other case
+    assert found("X-03") == {"dev-x-03"}  # device id, other case
+    assert found("DEV-") == {"dev-orin-01", "dev-pi-02", "dev-x-03"}
+    # LIKE's wildcards are plain characters in a search.
+    assert found("_50%") == {"dev-pi-02"}
+    assert found("%") == {"dev-pi-02"}
+    assert found("o_in") == set() and found("pi%0") == set()  # as wildcards they would match
+    # A search combines with the other filters; the count follows it.
+    registry.drain("dev-orin-01")
+    assert found("dev", status="drained") == {"dev-orin-01"}
+    page = registry.device_page(DeviceFilter(query="-0"), limit=1, sort="-name")
+    assert page.total == 3 and [d.device_id for d in page.items] == ["dev-x-03"]
+
+
+@pytest.mark.parametrize(
+    "age_s", [0.0, STALE_S, STALE_S + 0.001, OFFLINE_S, OFFLINE_S + 0.001, 10 * OFFLINE_S]
+)
+def test_fleet_summary_counts_as_the_status_filter(
+    registry: Registry, fake_clock: Any, age_s: float
+) -> None:
+    fresh = [_enroll(registry, f"fresh{i}") for i in range(3)]
+    fake_clock.advance(age_s)
+    aged = [_enroll(registry, f"aged{i}") for i in range(2)]
+    for device_id in aged:  # their last beat is age_s older than now
+        registry.record_heartbeat(Heartbeat(device_id=device_id))
+    fake_clock.advance(age_s)
+    registry.drain(fresh[0])
+    registry.revoke(fresh[1])
+    registry.drain(fresh[1])  # revoked beats drained
+    summary = registry.fleet_summary()
+    counts = {s: getattr(summary, s) for s in ("online", "stale", "offline", "drained", "revoked")}
+    assert counts == {s: len(_ids(registry, status=s)) for s in counts}
+    assert (summary.drained, summary.revoked, summary.total) == (1, 1, 5)
+    assert sum(counts.values()) == summary.total
+    expected = registry.get_device(aged[0]).status
+    assert getattr(summary, expected) >= 2  # both aged devices (and fresh[2]) in their state
+    assert (summary.stale_after_s, summary.offline_after_s) == (STALE_S, OFFLINE_S)
+    assert summary.server_time == fake_clock.now
+
+
+def test_fleet_summary_of_an_empty_fleet(registry: Registry) -> None:
+    summary = registry.fleet_summary()
+    assert (summary.online, summary.stale, summary.offline, summary.total) == (0, 0, 0, 0)
+    assert (summary.drained, summary.revoked) == (0, 0)
+
+
 # -- heartbeat history --------------------------------------------------------------------------
 
 
@@ -344,6 +477,67 @@ def test_round_devices_feed_participation(registry: Registry) -> None:
     unknown = DeviceRoundResult(device_id=b, node_id=2, num_examples=4, train_seconds=1.0)
     registry.record_round(second, RoundReport(round=2, devices=[unknown]))
     assert registry.device_detail(b).participation[0].train_loss is None
+
+
+def _decision(device_id: str, selected: bool, reason: str, score: float | None = None) -> Any:
+    return SelectionDecision(
+        device_id=device_id, selected=selected, reason=reason, score=score, predicted_s=1.5
+    )
+
+
+def test_round_selection_feeds_the_selection_history(registry: Registry) -> None:
+    a, b = _enroll(registry, "a"), _enroll(registry, "b")
+    first, _ = registry.create_run(RunRequest())
+    second, _ = registry.create_run(RunRequest())
+    registry.record_round(
+        first,
+        RoundReport(
+            round=1,
+            selection=[_decision(a, True, "fastest predicted", 2.0), _decision(b, False, "slow")],
+        ),
+    )
+    registry.record_round(first, RoundReport(round=2, selection=[_decision(a, False, "x")]))
+    # A round reported again replaces its decisions; a device listed twice counts once (last).
+    registry.record_round(
+        first,
+        RoundReport(
+            round=2,
+            selection=[
+                _decision(b, False, "first entry"),
+                _decision(b, True, "staleness bound"),
+            ],
+        ),
+    )
+    registry.record_round(second, RoundReport(round=1, selection=[_decision(a, True, "random")]))
+    history_a = registry.device_detail(a).selection_history
+    assert [(h.run_id, h.round, h.selected, h.reason) for h in history_a] == [
+        (second, 1, True, "random"),
+        (first, 1, True, "fastest predicted"),
+    ]
+    assert (history_a[1].score, history_a[1].predicted_s) == (2.0, 1.5)
+    history_b = registry.device_detail(b).selection_history
+    assert [(h.run_id, h.round, h.selected, h.reason) for h in history_b] == [
+        (first, 2, True, "staleness bound"),
+        (first, 1, False, "slow"),
+    ]
+    assert history_b[0].score is None
+    # Participation is still its own list (nobody trained here).
+    assert registry.device_detail(a).participation == []
+    # Deleting a run deletes its decisions (ON DELETE CASCADE, as round_devices).
+    registry.write(lambda s: s.execute(delete(RunRow).where(RunRow.run_id == first)))
+    assert [h.run_id for h in registry.device_detail(b).selection_history] == []
+    assert [h.run_id for h in registry.device_detail(a).selection_history] == [second]
+
+
+def test_selection_history_keeps_the_newest_hundred(registry: Registry) -> None:
+    device_id = _enroll(registry, "busy")
+    run_id, _ = registry.create_run(RunRequest())
+    for server_round in range(1, 106):
+        registry.record_round(
+            run_id, RoundReport(round=server_round, selection=[_decision(device_id, True, "r")])
+        )
+    history = registry.device_detail(device_id).selection_history
+    assert [h.round for h in history] == list(range(105, 5, -1))
 
 
 # -- runs ---------------------------------------------------------------------------------------

@@ -30,7 +30,14 @@ from fl_coordinator.migrations import alembic_config, head_revision
 from fl_coordinator.migrations.migrator import script_location
 from fl_coordinator.registry import DeviceFilter, Registry
 from fl_coordinator.registry_schema import Base
-from fl_shared.wire import Heartbeat, RoundReport
+from fl_shared.capabilities import Capabilities, SpeedScore
+from fl_shared.wire import (
+    DeviceRegistration,
+    Heartbeat,
+    RoundReport,
+    RunRequest,
+    SelectionDecision,
+)
 
 T0 = datetime(2025, 12, 1, tzinfo=UTC)
 
@@ -237,6 +244,44 @@ def test_credentials_revision_downgrades_and_upgrades_again(database_url: str) -
     registry.close()
 
 
+def test_dashboard_revision_fills_speed_and_selection_from_stored_rows(database_url: str) -> None:
+    registry = Registry(database_url, clock=lambda: T0)
+    registry.migrate()
+    fast = registry.register_device(DeviceRegistration(device_id="dev-fast", name="fast"))
+    slow = registry.register_device(DeviceRegistration(device_id="dev-slow", name="slow"))
+    registry.register_device(DeviceRegistration(device_id="dev-unprobed", name="unprobed"))
+    for device, speed in ((fast, 900.0), (slow, 12.5)):
+        registry.record_capabilities(
+            device.device_id, Capabilities(speed=SpeedScore(torch_train_samples_per_s=speed))
+        )
+    run_id, _ = registry.create_run(RunRequest())
+    decisions = [
+        SelectionDecision(device_id="dev-fast", selected=True, reason="fastest", score=3.0),
+        SelectionDecision(device_id="dev-slow", selected=False, reason="slow", predicted_s=9.0),
+    ]
+    registry.record_round(run_id, RoundReport(round=1, selection=decisions))
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0004")
+    with engine.begin() as conn:
+        assert "round_selection" not in inspect(conn).get_table_names()
+        if "train_samples_per_s" in {c["name"] for c in inspect(conn).get_columns("devices")}:
+            # SQLite keeps the column on downgrade: forget its values, the upgrade refills them.
+            conn.execute(text("UPDATE devices SET train_samples_per_s = NULL"))
+    assert registry.migrate().before == "0004"
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    engine.dispose()
+    by_speed = registry.device_page(DeviceFilter(), limit=None, sort="-speed").items
+    assert [d.device_id for d in by_speed] == ["dev-fast", "dev-slow", "dev-unprobed"]
+    history = registry.device_detail("dev-slow").selection_history
+    assert [(h.run_id, h.round, h.selected, h.reason, h.predicted_s) for h in history] == [
+        (run_id, 1, False, "slow", 9.0)
+    ]
+    assert registry.device_detail("dev-fast").selection_history[0].score == 3.0
+    registry.close()
+
+
 def test_registry_from_a_newer_release_is_refused(database_url: str) -> None:
     registry = Registry(database_url)
     registry.migrate()
@@ -262,10 +307,11 @@ def test_migrations_ship_inside_the_package() -> None:
     location = script_location()
     assert location.parent.name == "fl_coordinator"
     assert (location / "env.py").is_file() and (location / "script.py.mako").is_file()
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"
     assert sorted(p.name for p in (location / "versions").glob("v*.py")) == [
         "v0001_baseline.py",
         "v0002_fleet_states.py",
         "v0003_nullable_train_loss.py",
         "v0004_credentials.py",
+        "v0005_dashboard.py",
     ]

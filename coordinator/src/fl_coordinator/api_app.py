@@ -15,6 +15,7 @@ from fl_coordinator import (
     __version__,
     routes_devices,
     routes_enroll,
+    routes_fleet,
     routes_models,
     routes_runs,
     routes_tokens,
@@ -22,6 +23,7 @@ from fl_coordinator import (
 from fl_coordinator.api_auth import AUTH_ERRORS, authorize
 from fl_coordinator.body_limit import BodyLimitMiddleware
 from fl_coordinator.credentials import CredentialStore
+from fl_coordinator.dashboard_routes import router as dashboard_router
 from fl_coordinator.errors import (
     DeviceNotFound,
     DeviceRevoked,
@@ -168,7 +170,7 @@ def create_app(
     app.add_exception_handler(HTTPException, _http_error)
     for kind, _code, _name in DOMAIN_ERRORS:
         app.add_exception_handler(kind, _domain_error)
-    for module in (routes_devices, routes_runs, routes_models):
+    for module in (routes_devices, routes_runs, routes_models, routes_fleet):
         app.include_router(
             module.router,
             responses={**BAD_INPUT, **AUTH_ERRORS},
@@ -177,6 +179,7 @@ def create_app(
     app.include_router(routes_enroll.router, responses=BAD_INPUT)  # public, but for one route
     app.include_router(routes_tokens.router, responses=BAD_INPUT)  # admin: its own dependency
     app.include_router(routes_runs.report_router, responses=BAD_INPUT)  # X-Run-Token
+    app.include_router(dashboard_router)  # the web dashboard's static files: /ui/
     # Middleware, innermost first: the heartbeat fast path, the body limit, tracing.
     heartbeat_route = next(
         r for r in routes_devices.router.routes if getattr(r, "name", "") == "heartbeat"

@@ -10,8 +10,10 @@ Every route has an access level (``ROUTE_ACCESS`` by route name; otherwise GET/H
 
 Credentials come as ``Authorization: Bearer <secret>``; no or unknown credential: 401 with
 ``WWW-Authenticate: Bearer``, a valid one without the scope: 403. In the development mode
-(``--insecure-dev``) a request without credentials is let through as an admin; one that
-brings a credential is still checked.
+(``--insecure-dev``) a request without credentials is let through as an admin; in the public
+read-only mode (``--public-read-only``) one to a ``read`` route is let through as the public
+(admin and device routes still answer 401). A request that brings a credential is checked in
+either mode.
 """
 
 from __future__ import annotations
@@ -62,10 +64,12 @@ _bearer = HTTPBearer(auto_error=False, description="an admin, read-only or devic
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: a principal, or nobody (public routes, the development mode)."""
+    """Who is calling: a principal, or nobody (public routes, the development mode, the
+    public read-only mode)."""
 
     principal: Principal | None
     development: bool = False
+    public: bool = False
 
 
 def access_of(request: Request) -> Access:
@@ -92,13 +96,20 @@ async def authorize(
     access = access_of(request)
     if access in ("public", "run"):
         return Caller(None)
-    development: bool = request.app.state.settings.insecure
+    settings = request.app.state.settings
     if bearer is None:
-        if development:
+        if settings.insecure:
             return Caller(None, development=True)
+        if settings.public_read_only and access == "read":
+            return Caller(None, public=True)
         raise unauthorized(
             "this route needs a credential: send `Authorization: Bearer <token>` (an admin "
             "token from `fl-coordinator init [--new-admin-token]`, or a device credential)"
+            + (
+                "; the public read-only mode opens read routes only"
+                if settings.public_read_only
+                else ""
+            )
         )
     store: CredentialStore = request.app.state.credentials
     principal = store.cached(bearer.credentials)

@@ -54,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
         help="DEVELOPMENT ONLY: plain HTTP, no TLS, no SuperNode authentication, REST calls "
         "without a token act as an admin; never on a network others can reach",
     )
+    serve.add_argument(
+        "--public-read-only",
+        dest="public_read_only",
+        action="store_true",
+        default=None,
+        help="REST reads without a token: anyone who reaches the API sees devices, runs and "
+        "models and downloads checkpoints (admin routes still need an admin token)",
+    )
     serve.add_argument("--fleet-port", type=int, help="Fleet API gateway port (default 9092)")
     serve.add_argument("--fleet-address", help="host:port devices reach the Fleet API at")
     init = sub.add_parser(
@@ -119,9 +127,21 @@ def _tls(settings: CoordinatorSettings) -> SuperLinkTls | None:
     return tls
 
 
+def _announce_public_reads(settings: CoordinatorSettings) -> None:
+    """Say loudly that reads need no credential (the public read-only mode)."""
+    if settings.public_read_only:
+        log.warning(
+            "public_read_only_mode",
+            detail="REST reads need no credential: anyone who reaches the API sees every "
+            "device, run and model and can download checkpoints; admin routes still need an "
+            "admin token. Turn it off unless the network is trusted (public_read_only = false)",
+        )
+
+
 def serve(settings: CoordinatorSettings) -> int:
     """Start every part, serve until SIGTERM/SIGINT, stop every part."""
     tls = _tls(settings)
+    _announce_public_reads(settings)
     ensure_port_free(settings.host, settings.port, "REST API", "--port")
     ensure_port_free(
         settings.superlink_host, settings.superlink_port, "SuperLink", "--superlink-port"
@@ -226,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "data_dir": args.data_dir,
         "log_level": args.log_level,
         "insecure": args.insecure,
+        "public_read_only": args.public_read_only,
     }
     try:
         settings = CoordinatorSettings.load(args.config, "coordinator", **flags)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
 from collections import defaultdict
@@ -13,7 +14,9 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy import (
     ColumnElement,
+    UnaryExpression,
     and_,
+    case,
     create_engine,
     delete,
     event,
@@ -43,6 +46,7 @@ from fl_coordinator.registry_schema import (
     HeartbeatRow,
     RoundDeviceRow,
     RoundRow,
+    RoundSelectionRow,
     RunRow,
 )
 from fl_shared.capabilities import Capabilities
@@ -53,7 +57,10 @@ from fl_shared.wire import (
     DeviceDetail,
     DeviceParticipation,
     DeviceRegistration,
+    DeviceSelection,
+    DeviceSort,
     DeviceState,
+    FleetSummary,
     Heartbeat,
     HeartbeatSample,
     RoundReport,
@@ -114,12 +121,54 @@ def _sqlite_begin(conn: Connection) -> None:
 
 @dataclass(frozen=True)
 class DeviceFilter:
-    """Which devices a listing wants; every field that is set must match."""
+    """Which devices a listing wants; every field that is set must match.
+
+    ``query``: a case-insensitive substring of the name, hostname or device id.
+    """
 
     status: DeviceState | None = None
     arch: str | None = None
     has_gpu: bool | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    query: str | None = None
+
+
+# The column each listing order sorts on (a leading "-" in DeviceSort reverses it).
+_SORT_COLUMNS: dict[str, Any] = {
+    "registered": DeviceRow.registered_at,
+    "name": DeviceRow.name,
+    "last_heartbeat": DeviceRow.last_heartbeat_at,
+    "arch": DeviceRow.arch,
+    "speed": DeviceRow.train_samples_per_s,
+}
+# Devices that never measured their speed (or never beat) come last in both directions.
+_NULLS_LAST = frozenset({"speed", "last_heartbeat"})
+# Selection decisions a device detail shows at most.
+SELECTION_HISTORY_LIMIT = 100
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _speed_of(capabilities: Capabilities) -> float | None:
+    """The measured training speed a listing sorts by: finite and positive, else None."""
+    speed = _finite(capabilities.speed.torch_train_samples_per_s)
+    return speed if speed is not None and speed > 0 else None
+
+
+def _order(sort: DeviceSort) -> list[UnaryExpression[Any]]:
+    """ORDER BY terms of a listing order; ties are broken by device id (same direction)."""
+    descending = sort.startswith("-")
+    key = sort.removeprefix("-")
+    column = _SORT_COLUMNS[key]
+    term = column.desc() if descending else column.asc()
+    if key in _NULLS_LAST:
+        # Explicit: SQLite and PostgreSQL put NULLs at opposite ends by default. (SQLite still
+        # walks the index for it; PostgreSQL does for ascending orders.)
+        term = term.nulls_last()
+    tie = DeviceRow.device_id.desc() if descending else DeviceRow.device_id.asc()
+    return [term, tie]
 
 
 @dataclass(frozen=True)
@@ -256,6 +305,15 @@ class Registry:
             clauses.append(DeviceRow.arch == flt.arch)
         if flt.has_gpu is not None:
             clauses.append(DeviceRow.has_gpu == flt.has_gpu)
+        if flt.query:
+            columns = (DeviceRow.name, DeviceRow.hostname, DeviceRow.device_id)
+            if self.backend == "sqlite":
+                # SQLite's LIKE ignores ASCII case already (as its lower() does): without
+                # lower() on every row the scan is three times faster.
+                found = [c.contains(flt.query, autoescape=True) for c in columns]
+            else:
+                found = [c.icontains(flt.query, autoescape=True) for c in columns]
+            clauses.append(or_(*found))
         for key, value in flt.labels.items():
             clauses.append(
                 exists().where(
@@ -376,6 +434,7 @@ class Registry:
             status.capabilities_at = now
             row.arch = capabilities.identity.arch.replace("\x00", "")[:64]  # a column: no NUL
             row.has_gpu = bool(capabilities.nvidia_gpus) or capabilities.jetson is not None
+            row.train_samples_per_s = _speed_of(capabilities)
             return True
 
         return self._write(work)
@@ -385,24 +444,59 @@ class Registry:
         return self.device_page(flt or DeviceFilter(), limit=None).items
 
     def device_page(
-        self, flt: DeviceFilter, *, limit: int | None = 100, offset: int = 0
+        self,
+        flt: DeviceFilter,
+        *,
+        limit: int | None = 100,
+        offset: int = 0,
+        sort: DeviceSort = "registered",
     ) -> DevicePageResult:
-        """One page of the devices that match, oldest enrollment first, and their count."""
+        """One page of the devices that match, in ``sort`` order (default: oldest enrollment
+        first), and their count."""
         self._settle()
         now = self._clock()
         clauses = self._filter_clauses(flt, now)
         with self._reads.begin() as session:
             total = session.scalar(select(func.count()).select_from(DeviceRow).where(*clauses))
-            query = (
-                select(DeviceRow, DeviceStatusRow)
-                .outerjoin(DeviceStatusRow, DeviceStatusRow.device_id == DeviceRow.device_id)
+            # The page's ids first, from the sort's index alone; then only those devices' rows
+            # and status rows are read (a deep offset skips index entries, not joined rows).
+            page = (
+                select(DeviceRow.device_id)
                 .where(*clauses)
-                .order_by(DeviceRow.registered_at, DeviceRow.device_id)
+                .order_by(*_order(sort))
                 .offset(offset)
                 .limit(limit)
+                .subquery()
+            )
+            query = (
+                select(DeviceRow, DeviceStatusRow)
+                .join(page, page.c.device_id == DeviceRow.device_id)
+                .outerjoin(DeviceStatusRow, DeviceStatusRow.device_id == DeviceRow.device_id)
+                .order_by(*_order(sort))
             )
             items = [self._device(row, now, status) for row, status in session.execute(query)]
             return DevicePageResult(items=items, total=total or 0)
+
+    def fleet_summary(self) -> FleetSummary:
+        """How many devices are in each state now: one grouped query over the devices, with
+        the very clauses of the ``status`` filter (revoked beats drained beats heartbeat age)."""
+        self._settle()
+        now = self._clock()
+        states: tuple[DeviceState, ...] = ("revoked", "drained", "online", "stale")
+        state = case(*((self._state_clause(s, now), s) for s in states), else_="offline").label(
+            "state"
+        )
+        with self._reads.begin() as session:
+            grouped = session.execute(select(state, func.count()).group_by(state))
+            counts: dict[str, int] = {name: number for name, number in grouped}
+        by_state = {s: int(counts.get(s, 0)) for s in (*states, "offline")}
+        return FleetSummary(
+            **by_state,
+            total=sum(by_state.values()),
+            stale_after_s=self._stale_after.total_seconds(),
+            offline_after_s=self._offline_after.total_seconds(),
+            server_time=now,
+        )
 
     def get_device(self, device_id: str) -> Device:
         """One device; DeviceNotFound if there is none."""
@@ -415,7 +509,8 @@ class Registry:
     def device_detail(
         self, device_id: str, *, history: str | None = None, participation_limit: int = 100
     ) -> DeviceDetail:
-        """A device with its rounds (newest first) and, for a window, its heartbeat history."""
+        """A device with its rounds and the selection decisions about it (newest first), and,
+        for a window, its heartbeat history."""
         self._settle()
         now = self._clock()
         with self._reads.begin() as session:
@@ -438,8 +533,28 @@ class Registry:
                 )
                 for r in rounds
             ]
+            decisions = session.scalars(
+                select(RoundSelectionRow)
+                .where(RoundSelectionRow.device_id == device_id)
+                .order_by(RoundSelectionRow.run_id.desc(), RoundSelectionRow.round.desc())
+                .limit(SELECTION_HISTORY_LIMIT)
+            )
+            selection = [
+                DeviceSelection(
+                    run_id=d.run_id,
+                    round=d.round,
+                    selected=d.selected,
+                    reason=d.reason,
+                    score=d.score,
+                    predicted_s=d.predicted_s,
+                )
+                for d in decisions
+            ]
         return DeviceDetail(
-            **device.model_dump(), heartbeat_history=samples, participation=participation
+            **device.model_dump(),
+            heartbeat_history=samples,
+            participation=participation,
+            selection_history=selection,
         )
 
     def heartbeat_history(self, device_id: str, window: str = "1h") -> list[HeartbeatSample]:
@@ -865,7 +980,7 @@ class Registry:
             return self._run_row(session, run_id).report_token
 
     def record_round(self, run_id: int, report: RoundReport) -> None:
-        """Store (or replace) one round's report and who trained in it."""
+        """Store (or replace) one round's report, who trained in it and who was selected."""
 
         def work(session: Session) -> None:
             row = self._run_row(session, run_id)
@@ -894,6 +1009,25 @@ class Registry:
                     train_loss=d.train_loss,
                 )
                 for d in by_device.values()
+            )
+            session.execute(
+                delete(RoundSelectionRow).where(
+                    RoundSelectionRow.run_id == run_id, RoundSelectionRow.round == report.round
+                )
+            )
+            # Likewise one decision per device (its last one).
+            decisions = {d.device_id: d for d in report.selection}
+            session.add_all(
+                RoundSelectionRow(
+                    run_id=run_id,
+                    round=report.round,
+                    device_id=d.device_id,
+                    selected=d.selected,
+                    reason=d.reason,
+                    score=_finite(d.score),
+                    predicted_s=_finite(d.predicted_s),
+                )
+                for d in decisions.values()
             )
 
         self._write(work)

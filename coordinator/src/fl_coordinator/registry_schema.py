@@ -31,10 +31,15 @@ class Base(DeclarativeBase):
 
 
 class DeviceRow(Base):
-    """One enrolled device; ``arch`` and ``has_gpu`` are copied from its capabilities."""
+    """One enrolled device; ``arch``, ``has_gpu`` and ``train_samples_per_s`` are copied from
+    its capabilities (so that listings filter and sort on indexed columns)."""
 
     __tablename__ = "devices"
-    __table_args__ = (Index("ix_devices_registered_at_device_id", "registered_at", "device_id"),)
+    __table_args__ = (
+        Index("ix_devices_registered_at_device_id", "registered_at", "device_id"),
+        Index("ix_devices_name_device_id", "name", "device_id"),
+        Index("ix_devices_train_samples_per_s_device_id", "train_samples_per_s", "device_id"),
+    )
 
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
@@ -55,6 +60,8 @@ class DeviceRow(Base):
     # Filled at enrollment. Flower node ids are unsigned 64-bit: kept as text, like run ids.
     node_id: Mapped[str | None] = mapped_column(String(24), index=True)
     public_key: Mapped[str | None] = mapped_column(Text)
+    # capabilities.speed.torch_train_samples_per_s (finite and positive, else NULL).
+    train_samples_per_s: Mapped[float | None] = mapped_column(Float)
 
 
 class DeviceLabelRow(Base):
@@ -153,6 +160,26 @@ class RoundDeviceRow(Base):
     num_examples: Mapped[int] = mapped_column(Integer)
     train_seconds: Mapped[float] = mapped_column(Float)
     train_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class RoundSelectionRow(Base):
+    """One selection decision about a device in one round (RoundReport.selection); no foreign
+    key to devices: history outlives a device."""
+
+    __tablename__ = "round_selection"
+    __table_args__ = (
+        Index("ix_round_selection_device_id_run_id_round", "device_id", "run_id", "round"),
+    )
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    selected: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    score: Mapped[float | None] = mapped_column(Float)
+    predicted_s: Mapped[float | None] = mapped_column(Float)
 
 
 class ApiTokenRow(Base):

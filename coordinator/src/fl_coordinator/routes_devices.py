@@ -28,6 +28,7 @@ from fl_shared.wire import (
     DevicePage,
     DeviceRegistered,
     DeviceRegistration,
+    DeviceSort,
     DeviceState,
     ErrorBody,
     Heartbeat,
@@ -214,18 +215,37 @@ def list_devices(
             json_schema_extra={"items": {"type": "string", "pattern": "^[^=\\x00]+=[^\\x00]*$"}},
         ),
     ] = [],  # noqa: B006
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=128,
+            pattern=NO_NUL_PATTERN,
+            description="a case-insensitive part of the name, hostname or device id",
+        ),
+    ] = None,
+    sort: Annotated[
+        DeviceSort,
+        Query(
+            description="registered (enrollment, the default), name, last_heartbeat, arch or "
+            "speed (measured training samples/s; unmeasured devices last); a leading - "
+            "reverses it; ties go by device id"
+        ),
+    ] = "registered",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     envelope: Annotated[
         bool, Query(description="answer {items, total, limit, offset, next_offset}")
     ] = False,
 ) -> list[Device] | DevicePage:
-    """Devices that match every filter, oldest enrollment first, one page at a time.
+    """Devices that match every filter, in ``sort`` order (default: oldest enrollment first),
+    one page at a time.
 
     The total number that match is in the ``X-Total-Count`` header (and the envelope).
     """
-    flt = DeviceFilter(status=status_, arch=arch, has_gpu=has_gpu, labels=_label_filters(label))
-    page = registry.device_page(flt, limit=limit, offset=offset)
+    flt = DeviceFilter(
+        status=status_, arch=arch, has_gpu=has_gpu, labels=_label_filters(label), query=q or None
+    )
+    page = registry.device_page(flt, limit=limit, offset=offset, sort=sort)
     response.headers["X-Total-Count"] = str(page.total)
     if not envelope:
         return page.items
@@ -247,7 +267,8 @@ def show_device(
         HistoryWindow | None, Query(description="include the heartbeat history: 1h, 24h or 7d")
     ] = None,
 ) -> DeviceDetail:
-    """One device: capabilities, last heartbeat, the rounds it trained in, and its history."""
+    """One device: capabilities, last heartbeat, the rounds it trained in, the selection
+    decisions about it (newest first), and its history."""
     return registry.device_detail(device_id, history=history)
 
 

@@ -1,4 +1,4 @@
-"""REST routes for runs: start, list, show, stop, logs, and the ServerApp's reports."""
+"""REST routes for runs: start, preview, list, show, stop, logs, and the ServerApp's reports."""
 
 from __future__ import annotations
 
@@ -7,27 +7,35 @@ import hmac
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Header, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from fl_coordinator.api_deps import RegistryDep, RunServiceDep
+from fl_coordinator.device_selector import Candidate, build_selector, overcommitted
 from fl_coordinator.errors import SuperLinkUnreachable
+from fl_coordinator.registry import Registry
+from fl_coordinator.round_selection import DEFAULT_EXAMPLES, finite_or_none
 from fl_coordinator.selection_candidates import candidate_listing
 from fl_shared.wire import (
     REGISTRY_INT_MAX,
     CandidateListing,
     ErrorBody,
+    PreviewDecision,
     RoundReport,
     Run,
     RunRequest,
     RunStatusReport,
+    SelectionDecision,
+    SelectionPreview,
 )
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 # The run's ServerApp: its own run token (X-Run-Token), no bearer credential.
 report_router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
+log = structlog.get_logger(__name__)
 
 RunId = Annotated[int, Path(ge=1, le=REGISTRY_INT_MAX, description="the run's id")]
 Responses = dict[int | str, dict[str, Any]]
@@ -45,6 +53,124 @@ NOT_STARTED: Responses = {
 def start_run(body: RunRequest, service: RunServiceDep) -> Run:
     """Start a training run on the fleet."""
     return service.start_run(body)
+
+
+@router.post("/preview", response_model=SelectionPreview)
+def preview_run(body: RunRequest, registry: RegistryDep) -> SelectionPreview:
+    """Which devices round 1 of this run would select now, and why the others would not;
+    nothing is started or written (the same candidates, constraints and policy as a run)."""
+    preview = selection_preview(registry, body)
+    log.info(
+        "run_previewed",
+        policy=preview.policy,
+        eligible=preview.eligible,
+        selected=len(preview.selected),
+        enough=preview.enough,
+    )
+    return preview
+
+
+def selection_preview(registry: Registry, request: RunRequest) -> SelectionPreview:
+    """Round 1's selection for ``request`` on the fleet as it is now.
+
+    As RoundSelection.choose does it, but every candidate counts as connected (the run's
+    SuperNodes are not known before it starts) and as holding the default number of examples.
+    """
+    devices = registry.eligible_devices(request.target_labels)
+    names = {d.device_id: d.name for d in devices}
+    listing = candidate_listing(devices, request)
+    candidates = [
+        Candidate(
+            device_id=c.device_id,
+            num_examples=DEFAULT_EXAMPLES,
+            samples_per_s=c.samples_per_s,
+            memory_bytes=c.memory_bytes,
+            accelerator=c.accelerator,
+            throttled=c.throttled,
+        )
+        for c in listing.candidates
+    ]
+
+    def named(decision: SelectionDecision) -> PreviewDecision:
+        return PreviewDecision(**decision.model_dump(), name=names.get(decision.device_id, ""))
+
+    selected: list[PreviewDecision] = []
+    not_selected: list[PreviewDecision] = []
+    target = request.devices_per_round
+    if candidates:
+        if target is None:
+            count = len(candidates)
+        else:
+            target = min(target, len(candidates))
+            count = min(overcommitted(target, request.overcommit), len(candidates))
+        selector = build_selector(
+            request.selection,
+            seed=request.seed,
+            max_staleness_rounds=request.max_staleness_rounds,
+        )
+        selection = selector.select(1, candidates, count, target=target)
+        rank = {device_id: i for i, device_id in enumerate(selection.selected)}
+        for d in selection.decisions:
+            decision = named(
+                SelectionDecision(
+                    device_id=d.device_id,
+                    selected=d.selected,
+                    score=finite_or_none(d.score),
+                    reason=d.reason[:200],
+                    predicted_s=finite_or_none(d.predicted_s),
+                )
+            )
+            (selected if d.selected else not_selected).append(decision)
+        selected.sort(key=lambda d: rank.get(d.device_id, len(rank)))
+    excluded = [named(d) for d in listing.excluded]
+    eligible = len(candidates)
+    enough = eligible >= request.min_devices
+    return SelectionPreview(
+        policy=request.selection,
+        devices_per_round=request.devices_per_round,
+        eligible=eligible,
+        selected=selected,
+        not_selected=not_selected,
+        excluded=excluded,
+        enough=enough,
+        detail=_preview_detail(request, eligible, selected, not_selected, excluded, enough),
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _preview_detail(
+    request: RunRequest,
+    eligible: int,
+    selected: list[PreviewDecision],
+    not_selected: list[PreviewDecision],
+    excluded: list[PreviewDecision],
+    enough: bool,
+) -> str:
+    """One sentence: who would train, or why the run cannot start."""
+    if not enough:
+        reasons = "; ".join(f"{d.name or d.device_id}: {d.reason}" for d in excluded[:3])
+        return (
+            f"the run cannot start now: {_count(eligible, 'device')} may be selected and it "
+            f"needs min_devices={request.min_devices}"
+            + (f" (kept out: {reasons})" if reasons else "")
+            + "; start or undrain devices, relax target_labels, min_memory_mb or "
+            "required_accelerator, or lower min_devices"
+        )
+    sentence = (
+        f"{_count(len(selected), 'device')} would train in round 1 ({request.selection} policy"
+    )
+    if request.devices_per_round is not None:
+        target = min(request.devices_per_round, eligible)
+        sentence += ", aggregating the first " + ("update" if target == 1 else f"{target} updates")
+    sentence += ")"
+    if not_selected:
+        sentence += f"; {len(not_selected)} not selected"
+    if excluded:
+        sentence += f"; {len(excluded)} kept out by the run's constraints"
+    return sentence
 
 
 class AppRunRequest(BaseModel):

@@ -54,6 +54,10 @@ class CoordinatorSettings(FileSettings):
     # DEVELOPMENT ONLY (`--insecure-dev`): plain HTTP everywhere, no SuperNode authentication,
     # REST calls without credentials act as an admin.
     insecure: bool = False
+    # `--public-read-only`: REST calls without a credential may use every read route (devices,
+    # runs, models and their downloads, the fleet summary), as for a read-only token; admin
+    # and device routes still need their credential. Off by default.
+    public_read_only: bool = False
     log_level: str = "info"
 
     @model_validator(mode="after")

@@ -27,9 +27,13 @@ __all__ = [
 
 
 class _CapabilityModel(BaseModel):
-    """Base of the capability schemas: unknown fields are ignored so older/newer peers mix."""
+    """Base of the capability schemas: unknown fields are ignored so older/newer peers mix.
 
-    model_config = ConfigDict(extra="ignore")
+    Numbers must be finite: JSON has no Infinity or NaN (PostgreSQL's JSONB refuses them), and a
+    speed of Infinity would win every selection.
+    """
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class Identity(_CapabilityModel):

@@ -29,7 +29,9 @@ from fl_shared.catalog import DATASET_NAMES, MODEL_NAMES, PARTITIONER_NAMES
 # 1.3 added robust training and differential privacy: the RunRequest fields aggregation,
 # trimmed_avg_beta, krum_malicious_devices, screening_mad_k, screening_max_norm, privacy and
 # dp_*, and RoundReport.rejected_updates and RoundReport.privacy.
-WIRE_VERSION = "1.3"
+# 1.4 added the dashboard's schemas: FleetSummary, Whoami, SelectionPreview (PreviewDecision),
+# and DeviceDetail.selection_history (DeviceSelection).
+WIRE_VERSION = "1.4"
 WIRE_MAJOR = 1
 
 RunStatus = Literal["pending", "starting", "running", "completed", "failed", "stopped"]
@@ -44,6 +46,22 @@ DeviceState = Literal["online", "stale", "offline", "drained", "revoked"]
 DEVICE_STATES: tuple[str, ...] = get_args(DeviceState)
 HistoryWindow = Literal["1h", "24h", "7d"]
 HISTORY_WINDOWS_S: dict[str, int] = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400}
+# Orders of a device listing; a leading "-" reverses one. Ties are broken by device id.
+DeviceSort = Literal[
+    "registered",
+    "-registered",
+    "name",
+    "-name",
+    "last_heartbeat",
+    "-last_heartbeat",
+    "arch",
+    "-arch",
+    "speed",
+    "-speed",
+]
+DEVICE_SORTS: tuple[str, ...] = get_args(DeviceSort)
+# Who a REST caller is: an admin or read-only token, or nobody in the public read-only mode.
+CallerRole = Literal["admin", "read", "public"]
 # How a run aggregates the devices' updates, and where it adds differential-privacy noise.
 Aggregation = Literal["fedavg", "fedmedian", "fedtrimmedavg", "krum"]
 PrivacyMode = Literal["none", "central", "local"]
@@ -211,11 +229,24 @@ class DeviceParticipation(WireModel):
     train_loss: float | None = Field(description="null when the device reported none")
 
 
+class DeviceSelection(WireModel):
+    """One selection decision about a device in one round of one run (since wire 1.4)."""
+
+    run_id: int
+    round: int
+    selected: bool
+    reason: str = ""
+    score: float | None = None
+    predicted_s: float | None = None
+
+
 class DeviceDetail(Device):
     """One device with its heartbeat history (when asked for) and the rounds it trained in."""
 
     heartbeat_history: list[HeartbeatSample] = Field(default_factory=list)
     participation: list[DeviceParticipation] = Field(default_factory=list)
+    # Since wire 1.4: every selection decision about the device, newest first (at most 100).
+    selection_history: list[DeviceSelection] = Field(default_factory=list)
 
 
 class DevicePage(WireModel):
@@ -226,6 +257,37 @@ class DevicePage(WireModel):
     limit: int
     offset: int
     next_offset: int | None
+
+
+class FleetSummary(WireModel):
+    """How many devices are in each state now (since wire 1.4).
+
+    The states follow the same rules as the ``status`` filter of a device listing: revoked
+    beats drained, drained beats the heartbeat's age.
+    """
+
+    online: int
+    stale: int
+    offline: int
+    drained: int
+    revoked: int
+    total: int
+    stale_after_s: float = Field(description="heartbeat age after which a device is stale")
+    offline_after_s: float = Field(description="heartbeat age after which a device is offline")
+    server_time: datetime
+
+
+class Whoami(WireModel):
+    """Who the coordinator takes the caller for, and the modes it runs in (since wire 1.4)."""
+
+    role: CallerRole = Field(
+        description="admin, read (a read-only token) or public (no credential, public "
+        "read-only mode)"
+    )
+    name: str
+    token_id: str | None = Field(description="null without a credential")
+    development: bool = Field(description="the coordinator runs with --insecure-dev")
+    public_read_only: bool = Field(description="reads need no credential (--public-read-only)")
 
 
 def _check_label_key(key: str) -> str:
@@ -526,6 +588,27 @@ class SelectionDecision(WireModel):
     score: float | None = None
     reason: StoredText = Field(default="", max_length=200)
     predicted_s: float | None = None
+
+
+class PreviewDecision(SelectionDecision):
+    """A selection decision of a preview, with the device's name (since wire 1.4)."""
+
+    name: str = ""
+
+
+class SelectionPreview(WireModel):
+    """Which devices round 1 of a run would select now; nothing is started (since wire 1.4)."""
+
+    policy: str
+    devices_per_round: int | None
+    eligible: int = Field(description="candidates within the run's hard constraints")
+    selected: list[PreviewDecision] = Field(default_factory=list)
+    not_selected: list[PreviewDecision] = Field(default_factory=list)
+    excluded: list[PreviewDecision] = Field(
+        default_factory=list, description="kept out by the run's hard constraints"
+    )
+    enough: bool = Field(description="eligible reaches the run's min_devices")
+    detail: str
 
 
 class CandidateListing(WireModel):

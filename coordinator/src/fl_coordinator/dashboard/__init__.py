@@ -1,0 +1,1 @@
+"""The web dashboard's static files (index.html and assets/), served by dashboard_routes."""
