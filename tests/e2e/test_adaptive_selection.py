@@ -99,11 +99,19 @@ def test_capability_stops_waiting_on_the_straggler_and_still_selects_it(
     assert all(gap <= STALENESS + 1 for gap in gaps), slow_rounds
     assert ROUNDS - slow_rounds[-1] <= STALENESS, slow_rounds
 
-    # Rounds get faster than under random selection in the same fleet.
-    def mean_seconds(run: dict[str, Any]) -> float:
-        return statistics.mean(r["seconds"] for r in trained_rounds(run) if r["round"] > 2)
+    # Waiting on the straggler costs time, and capability waits on it less often than random
+    # does in the same fleet. (Comparing the two runs' mean round times directly is noise on a
+    # loaded 2-core CI machine, about +-1 s a round; bench/selection measures the speed-up.)
+    def joined(round_: dict[str, Any]) -> bool:
+        return any(d["device_id"] == slow for d in round_["devices"])
 
-    random_rounds = trained_rounds(by_policy["random"])
-    random_slow = sum(any(d["device_id"] == slow for d in r["devices"]) for r in random_rounds)
-    assert random_slow > len(slow_rounds)  # random kept waiting on it more often
-    assert mean_seconds(by_policy["capability"]) < mean_seconds(by_policy["random"])
+    later_rounds = {
+        policy: [r for r in trained_rounds(run) if r["round"] > 2]
+        for policy, run in by_policy.items()
+    }
+    waited = [r["seconds"] for rounds in later_rounds.values() for r in rounds if joined(r)]
+    not_waited = [r["seconds"] for rounds in later_rounds.values() for r in rounds if not joined(r)]
+    assert statistics.mean(waited) > statistics.mean(not_waited) + DELAY_S / 4, (waited, not_waited)
+    random_slow = sum(joined(r) for r in later_rounds["random"])
+    capability_slow = sum(joined(r) for r in later_rounds["capability"])
+    assert random_slow > capability_slow  # random kept waiting on it more often

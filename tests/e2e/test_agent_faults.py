@@ -78,7 +78,12 @@ def test_killed_supernode_is_restarted_and_reported(fleet: LocalFleet) -> None:
         60,
         "the restart to show in a heartbeat",
     )
-    assert _agent_status(state_dir)["supernode_pid"] not in (None, first)
+    # `status` reads the file the agent writes on every change and heartbeat.
+    _wait_for(
+        lambda: _agent_status(state_dir)["supernode_pid"] not in (None, first),
+        10,
+        "fl-edge-agent status to show the new SuperNode PID",
+    )
 
 
 def test_killed_warm_runtime_is_restarted_and_reported(fleet: LocalFleet) -> None:
@@ -95,7 +100,11 @@ def test_killed_warm_runtime_is_restarted_and_reported(fleet: LocalFleet) -> Non
         60,
         "the runtime's restart to show in a heartbeat",
     )
-    assert _agent_status(state_dir)["runtime_pid"] not in (None, first)
+    _wait_for(
+        lambda: _agent_status(state_dir)["runtime_pid"] not in (None, first),
+        10,
+        "fl-edge-agent status to show the new runtime PID",
+    )
     assert _device(fleet)["last_status"]["supernode_restarts"] == 0  # the SuperNode kept running
 
 

@@ -80,3 +80,29 @@ def test_request_encoding_matches_protobuf() -> None:
 
 def test_unexpected_wire_types_are_not_serving() -> None:
     assert serving_status(b"\x0a\x01x") == 0  # field 1 as a string: not our message
+
+
+def test_server_that_comes_up_is_healthy_at_the_next_check() -> None:
+    """A SuperNode (re)starting after failed checks is seen at once, not after gRPC's backoff.
+
+    A failed connection puts a gRPC channel into reconnect backoff (1 s, growing 1.6x); calls
+    in that window fail without trying. Checks that kept the channel counted a restarted,
+    healthy SuperNode as hung and killed it again, in a loop.
+    """
+    address = f"127.0.0.1:{free_port()}"
+    client = SuperNodeHealth(address)
+    try:
+        for _ in range(3):
+            assert not client.check(timeout_s=0.5)
+        servicer = health.HealthServicer()
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+        server.add_insecure_port(address)
+        server.start()
+        try:
+            assert client.check(timeout_s=0.5)
+        finally:
+            server.stop(grace=None)
+    finally:
+        client.close()

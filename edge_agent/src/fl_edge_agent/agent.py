@@ -290,7 +290,10 @@ class Agent:
                     self._notifier.status(summary)
                     shown = summary
                 if (now := self._state_key()) != state:
-                    heartbeats.beat_soon()  # the coordinator learns of it at once
+                    # Written from this thread, which restarts the SuperNode: the status file
+                    # never pairs a new state with the old PID. The coordinator learns at once.
+                    self._write_status()
+                    heartbeats.beat_soon()
                     state = now
         finally:
             self._stopping = True

@@ -51,6 +51,9 @@ class SuperNodeHealth:
         try:
             reply = call(CHECK_ALL_SERVICES, timeout=timeout_s)
         except grpc.RpcError:
+            # A failed channel sits in reconnect backoff and fails calls without trying: a
+            # SuperNode that has just (re)started would be judged hung. Next check: new channel.
+            self.close()
             return False
         return serving_status(bytes(reply)) == SERVING
 
