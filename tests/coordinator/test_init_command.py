@@ -136,3 +136,20 @@ def test_an_unwritable_state_dir_is_exit_config(
     (tmp_path / "state").write_text("a file, not a directory")
     assert run_init(_settings(tmp_path), [], new_admin_token=False) == EXIT_CONFIG
     assert "cannot create the state dir" in capsys.readouterr().err
+
+
+def test_admin_token_file_keeps_the_token_off_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = _settings(tmp_path)
+    token_file = tmp_path / "initial-admin-token"
+    assert run_init(settings, [], new_admin_token=False, token_file=token_file) == EXIT_OK
+    secret = token_file.read_text().strip()
+    out = capsys.readouterr().out
+    assert secret not in out
+    assert str(token_file) in out
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert _authenticate(settings, secret) == "admin:initial-admin"
+    # A second init issues no token and leaves the file alone.
+    assert run_init(settings, [], new_admin_token=False, token_file=token_file) == EXIT_OK
+    assert token_file.read_text().strip() == secret

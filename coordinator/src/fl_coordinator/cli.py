@@ -19,6 +19,7 @@ from fl_coordinator.errors import EXIT_CONFIG, EXIT_OK, ConfigError, FlCoordinat
 from fl_coordinator.fleet_gateway import FleetGateway
 from fl_coordinator.flower_control import FlowerControl
 from fl_coordinator.init_command import run_init
+from fl_coordinator.notifying_server import NotifyingServer
 from fl_coordinator.port_check import ensure_port_free
 from fl_coordinator.registry import Registry
 from fl_coordinator.run_service import RunService
@@ -27,6 +28,7 @@ from fl_coordinator.settings import CoordinatorSettings
 from fl_coordinator.superlink_process import SuperLinkProcess, SuperLinkTls
 from fl_shared.errors import SettingsError
 from fl_shared.log_setup import configure_logging
+from fl_shared.systemd_notifier import SystemdNotifier
 
 log = structlog.get_logger("fl_coordinator")
 
@@ -83,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--new-admin-token", action="store_true", help="create another admin token (shown once)"
     )
+    init.add_argument(
+        "--admin-token-file",
+        type=Path,
+        help="write a new admin token to this file (mode 0600) instead of printing it",
+    )
     demo = sub.add_parser("demo", help="train on a local fleet of agents on 127.0.0.1")
     demo.add_argument("--state-dir", type=Path, default=Path(".demo"))
     demo.add_argument("--devices", type=int, default=3)
@@ -138,8 +145,24 @@ def _announce_public_reads(settings: CoordinatorSettings) -> None:
         )
 
 
-def serve(settings: CoordinatorSettings) -> int:
-    """Start every part, serve until SIGTERM/SIGINT, stop every part."""
+def _ready_status(settings: CoordinatorSettings, tls: SuperLinkTls | None) -> str:
+    """The STATUS= line systemd shows once the coordinator serves."""
+    scheme = "http" if tls is None else "https"
+    status = (
+        f"serving API on {scheme}://{settings.host}:{settings.port}, "
+        f"SuperLink {settings.superlink_address}"
+    )
+    if tls is not None:
+        status += f", Fleet API on {settings.gateway_host}:{settings.fleet_port}"
+    return status
+
+
+def serve(settings: CoordinatorSettings, notifier: SystemdNotifier) -> int:
+    """Start every part, serve until SIGTERM/SIGINT, stop every part.
+
+    Under systemd (Type=notify) ``notifier`` sends READY=1 once the REST API accepts
+    connections, WATCHDOG=1 from the API's event loop, and STOPPING=1 when the stop begins.
+    """
     tls = _tls(settings)
     _announce_public_reads(settings)
     ensure_port_free(settings.host, settings.port, "REST API", "--port")
@@ -212,7 +235,7 @@ def serve(settings: CoordinatorSettings) -> int:
         )
         stack.callback(log.info, "coordinator_stopped")
         tune_for_serving()
-        uvicorn.Server(config).run()
+        NotifyingServer(config, notifier, _ready_status(settings, tls)).run()
     return EXIT_OK
 
 
@@ -255,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     configure_logging(settings.log_level)
     try:
-        return serve(settings)
+        return serve(settings, SystemdNotifier())
     except FlCoordinatorError as exc:
         print(f"fl-coordinator: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -272,7 +295,9 @@ def _init(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     configure_logging("warning")
     try:
-        return run_init(settings, args.tls_hosts, args.new_admin_token)
+        return run_init(
+            settings, args.tls_hosts, args.new_admin_token, token_file=args.admin_token_file
+        )
     except FlCoordinatorError as exc:
         print(f"fl-coordinator: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from fl_coordinator.credentials import CredentialStore
@@ -15,12 +17,19 @@ INITIAL_ADMIN = "initial-admin"
 _ANY_ADDRESS = ("", "0.0.0.0", "::")  # noqa: S104 - listen-on-all addresses, never a name
 
 
-def run_init(settings: CoordinatorSettings, hosts: list[str], new_admin_token: bool) -> int:
+def run_init(
+    settings: CoordinatorSettings,
+    hosts: list[str],
+    new_admin_token: bool,
+    token_file: Path | None = None,
+) -> int:
     """Initialise the coordinator (idempotent) and say how to use it; returns an exit code.
 
     ``hosts`` are the names and addresses agents reach the coordinator by; the server
     certificate names them (besides the configured listen address, this machine's host name
-    and loopback). An admin token is created when none is valid yet, or on ``new_admin_token``.
+    and loopback). An admin token is created when none is valid yet, or on ``new_admin_token``;
+    with ``token_file`` it is written there (mode 0600) instead of printed, so that the
+    package's postinst can keep it out of the install log.
     """
     out, err = sys.stdout, sys.stderr
     names = _cert_hosts(settings, hosts)
@@ -48,7 +57,13 @@ def run_init(settings: CoordinatorSettings, hosts: list[str], new_admin_token: b
     except FlCoordinatorError as exc:
         print(f"fl-coordinator: {exc}", file=err)
         return exc.exit_code
-    _report(out, settings, pki, hosts, issued, fresh)
+    if issued is not None and token_file is not None:
+        try:
+            _write_secret(token_file, issued)
+        except OSError as exc:
+            print(f"fl-coordinator: cannot write {token_file} ({exc.strerror})", file=err)
+            return EXIT_CONFIG
+    _report(out, settings, pki, hosts, issued, fresh, token_file)
     return EXIT_OK
 
 
@@ -79,6 +94,7 @@ def _report(
     hosts: list[str],
     admin_secret: str | None,
     new_ca: bool,
+    token_file: Path | None = None,
 ) -> None:
     fingerprint = pki.ca_fingerprint
     names = certificate_names(pki.server_cert.read_bytes())
@@ -89,7 +105,15 @@ def _report(
     else:
         made = "a new CA" if new_ca else "the existing CA"
         print(f"initialised {settings.state_dir} with {made}", file=out)
-    if admin_secret is not None:
+    if admin_secret is not None and token_file is not None:
+        print(
+            f"\nAdmin token written to {token_file} (the coordinator stores only its hash).\n"
+            "Use it with flctl:\n"
+            f"  export FLCTL_URL={url}\n"
+            f"  export FLCTL_TOKEN=$(cat {token_file})",
+            file=out,
+        )
+    elif admin_secret is not None:
         print(
             "\nAdmin token (shown this once: the coordinator stores only its hash):\n"
             f"  {admin_secret}\n"
@@ -107,6 +131,14 @@ def _report(
         f"--token <from flctl devices enroll-token> --ca-fingerprint {fingerprint}",
         file=out,
     )
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    # Created 0600 from the start: the token never exists with wider permissions.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(secret + "\n")
+    os.chmod(path, 0o600)
 
 
 def _url(host: str, port: int) -> str:

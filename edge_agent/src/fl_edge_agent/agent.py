@@ -22,10 +22,10 @@ from fl_edge_agent.heartbeat_sender import HeartbeatSender
 from fl_edge_agent.settings import AgentSettings
 from fl_edge_agent.supernode_process import SuperNodeProcess
 from fl_edge_agent.system_load import SystemLoad
-from fl_edge_agent.systemd_notifier import SystemdNotifier
 from fl_shared.activity_file import ActivityFile
 from fl_shared.backoff import Backoff
 from fl_shared.ports import free_port
+from fl_shared.systemd_notifier import SystemdNotifier
 from fl_shared.wire import DeviceRegistration, Heartbeat
 
 log = structlog.get_logger(__name__)

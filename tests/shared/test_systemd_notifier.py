@@ -1,4 +1,4 @@
-"""Tests for fl_edge_agent.systemd_notifier against real AF_UNIX datagram sockets."""
+"""Tests for fl_shared.systemd_notifier against real AF_UNIX datagram sockets."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from fl_edge_agent import systemd_notifier as notifier_module
-from fl_edge_agent.systemd_notifier import SystemdNotifier
+from fl_shared import systemd_notifier as notifier_module
+from fl_shared.systemd_notifier import SystemdNotifier
 
 
 class RecordingLog:
@@ -76,7 +76,7 @@ def path_receiver(socket_dir: Path) -> Iterator[Receiver]:
 
 @pytest.fixture
 def abstract_receiver() -> Iterator[Receiver]:
-    name = f"fl-edge-agent-test-{uuid.uuid4().hex}"
+    name = f"fl-shared-test-{uuid.uuid4().hex}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(b"\0" + name.encode())
         yield Receiver(sock, "@" + name)
@@ -240,6 +240,27 @@ def test_removed_socket_is_logged_not_raised(socket_dir: Path, recording_log: Re
     assert "No such file" in fields["error"]
 
 
+def test_a_full_receive_queue_times_out_instead_of_hanging(
+    path_receiver: Receiver, recording_log: RecordingLog
+) -> None:
+    """A reader that fell behind must not block the caller's loop: the send gives up, logged."""
+    notifier = SystemdNotifier(path_receiver.env(), send_timeout_s=0.05)
+
+    queued = 0
+    while notifier.watchdog():
+        queued += 1
+        assert queued < 100_000, "the receive queue never filled"
+
+    assert queued >= 1
+    [(level, event, fields)] = recording_log.events
+    assert (level, event, fields["message"]) == ("warning", "systemd_notify_failed", "WATCHDOG=1")
+    assert "timed out" in fields["error"]
+    # Once the reader catches up, notifications flow again.
+    assert len(path_receiver.pending()) == queued
+    assert notifier.stopping() is True
+    assert path_receiver.recv() == b"STOPPING=1"
+
+
 def test_unsupported_socket_address_disables(recording_log: RecordingLog) -> None:
     notifier = SystemdNotifier({"NOTIFY_SOCKET": "vsock:2:1234"})
 
@@ -264,7 +285,7 @@ def test_ready_from_a_child_process(path_receiver: Receiver) -> None:
     path_receiver.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     child_code = textwrap.dedent(
         """
-        from fl_edge_agent.systemd_notifier import SystemdNotifier
+        from fl_shared.systemd_notifier import SystemdNotifier
 
         assert SystemdNotifier().ready("child up")
         """

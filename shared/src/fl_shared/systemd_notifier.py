@@ -10,6 +10,11 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+# A datagram socket whose reader fell behind (its queue holds net.unix.max_dgram_qlen datagrams,
+# 10 by default) blocks the sender. The watchdog ping runs on the coordinator's event loop and in
+# the agent's main loop, neither of which may hang on it: give up after this long, log, go on.
+SEND_TIMEOUT_S = 1.0
+
 
 def _socket_address(value: str) -> str | bytes | None:
     """The address to send to: a path, or an abstract name (leading "@" becomes a NUL byte)."""
@@ -17,7 +22,7 @@ def _socket_address(value: str) -> str | bytes | None:
         return b"\0" + value[1:].encode()
     if value.startswith("/"):
         return value
-    # systemd also accepts "vsock:" addresses; the agent never runs inside a VM guest that way.
+    # systemd also accepts "vsock:" addresses; our services never run inside a VM guest that way.
     return None
 
 
@@ -53,7 +58,9 @@ def _status_line(text: str) -> str:
 class SystemdNotifier:
     """Sends sd_notify datagrams to ``$NOTIFY_SOCKET``; every method is a no-op without it."""
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, env: Mapping[str, str] | None = None, *, send_timeout_s: float = SEND_TIMEOUT_S
+    ) -> None:
         environ: Mapping[str, str] = os.environ if env is None else env
         raw_socket = environ.get("NOTIFY_SOCKET", "")
         self._socket_name = raw_socket
@@ -62,6 +69,7 @@ class SystemdNotifier:
             log.warning("systemd_notify_socket_unsupported", notify_socket=raw_socket)
         self._watchdog_interval_s = _watchdog_interval(environ) if self._address else None
         self._last_watchdog: float | None = None
+        self._send_timeout_s = send_timeout_s
 
     @property
     def enabled(self) -> bool:
@@ -101,7 +109,7 @@ class SystemdNotifier:
         return self.watchdog()
 
     def stopping(self, status: str | None = None) -> bool:
-        """Tell systemd the agent is shutting down, with an optional status line."""
+        """Tell systemd the service is shutting down, with an optional status line."""
         return self._send("STOPPING=1", status)
 
     def _send(self, first: str, status: str | None = None) -> bool:
@@ -112,6 +120,7 @@ class SystemdNotifier:
         payload = "\n".join(lines).encode()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.settimeout(self._send_timeout_s)
                 sock.sendto(payload, self._address)
         except OSError as exc:
             log.warning(
