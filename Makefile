@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit e2e fashion-mnist clean
+.PHONY: setup demo test lint typecheck unit e2e fashion-mnist deb clean
 
 setup: $(STAMP)
 
@@ -35,11 +35,11 @@ demo: setup fashion-mnist
 	$(BIN)/fl-coordinator demo --data-dir "$(FASHION_MNIST_DIR)"
 
 lint: setup
-	$(BIN)/ruff check shared/src coordinator/src edge_agent/src tests bench
-	$(BIN)/ruff format --check shared/src coordinator/src edge_agent/src tests bench
+	$(BIN)/ruff check shared/src coordinator/src edge_agent/src packaging tests bench
+	$(BIN)/ruff format --check shared/src coordinator/src edge_agent/src packaging tests bench
 
 typecheck: setup
-	$(BIN)/mypy shared/src coordinator/src edge_agent/src
+	$(BIN)/mypy shared/src coordinator/src edge_agent/src packaging/build_deb.py
 
 unit: setup
 	$(BIN)/python -m pytest -m "not e2e"
@@ -49,6 +49,12 @@ e2e: setup fashion-mnist
 
 test: setup fashion-mnist lint typecheck
 	$(BIN)/python -m pytest
+
+# Debian packages into dist/deb/: fl-edge-agent (amd64, arm64) and fl-coordinator (amd64), each a
+# venv in /opt for Debian bookworm's python3.11 (docs/packaging.md). Downloaded wheels are cached
+# in build/deb-cache/, so a second build runs offline. DEB_FLAGS: e.g. fl-edge-agent --arch arm64.
+deb: setup
+	$(BIN)/python packaging/build_deb.py $(DEB_FLAGS)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
