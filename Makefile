@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit e2e fashion-mnist deb clean
+.PHONY: setup demo test lint typecheck unit e2e system fashion-mnist deb clean
 
 setup: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): shared/pyproject.toml coordinator/pyproject.toml edge_agent/pyproject.
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e "shared[train]" -e "coordinator[postgres]" -e edge_agent -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -e "shared[train,hub]" -e "coordinator[postgres]" -e edge_agent -r requirements-dev.txt
 	@touch $@
 
 fashion-mnist:
@@ -42,13 +42,29 @@ typecheck: setup
 	$(BIN)/mypy shared/src coordinator/src edge_agent/src packaging/build_deb.py
 
 unit: setup
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest -m "not e2e and not system"
 
 e2e: setup fashion-mnist
 	$(BIN)/python -m pytest -m e2e
 
+# The system tests (build the .debs, lintian, install them in Debian roots, boot them under
+# systemd-nspawn, a 3-container fleet, arm64 under qemu; root only) are mostly package and disk
+# work: they run beside the unit tests, their output collected in test-artifacts/. The
+# end-to-end tests, whose processes race real clocks, run afterwards on a quiet machine.
+SYSTEM_LOG := test-artifacts/system-tests.log
+
 test: setup fashion-mnist lint typecheck
-	$(BIN)/python -m pytest
+	@mkdir -p test-artifacts
+	@echo "system tests run alongside the unit tests; their output: $(SYSTEM_LOG)"
+	@$(BIN)/python -m pytest -m system > $(SYSTEM_LOG) 2>&1 & system=$$!; \
+	$(BIN)/python -m pytest -m "not e2e and not system"; unit=$$?; \
+	wait $$system; status=$$?; \
+	echo "=== system tests ($(SYSTEM_LOG)) ==="; cat $(SYSTEM_LOG); \
+	test $$unit -eq 0 -a $$status -eq 0
+	$(BIN)/python -m pytest -m e2e
+
+system: setup
+	$(BIN)/python -m pytest -m system
 
 # Debian packages into dist/deb/: fl-edge-agent (amd64, arm64) and fl-coordinator (amd64), each a
 # venv in /opt for Debian bookworm's python3.11 (docs/packaging.md). Downloaded wheels are cached

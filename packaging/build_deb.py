@@ -6,14 +6,17 @@ import argparse
 import configparser
 import email.utils
 import gzip
+import os
 import re
 import shutil
 import string
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
@@ -38,6 +41,9 @@ NOT_BUNDLED = frozenset({"torch"})
 # Wheels for glibc 2.28 and older: Debian 10+, Ubuntu 20.04+ (Jetson's L4T included).
 MANYLINUX = ("manylinux2014", *(f"manylinux_2_{minor}" for minor in range(17, 29)))
 MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
+# Packages build in parallel (pip, byte code and nfpm's gzip are single-threaded); the wheel
+# cache of an architecture is filled by one build at a time.
+CACHE_LOCKS = {arch: threading.Lock() for arch in MACHINES}
 # System libraries that manylinux wheels may link against, and the Debian package of each;
 # every other library a wheel needs, it bundles (auditwheel's *.libs directories).
 LIBC = "libc6 (>= 2.28)"
@@ -259,8 +265,27 @@ def is_program(path: Path) -> bool:
     return head.startswith(b"#!") or (head == b"\x7fELF" and ".so" not in path.name)
 
 
+def upstream_test_suites(site: Path) -> list[Path]:
+    """The test suites wheels ship inside their packages (``numpy/tests``, ``scipy/*/tests``)."""
+    found = [
+        path
+        for name in ("tests", "test")
+        for path in site.glob(f"*/**/{name}")
+        if path.is_dir() and not path.parent.name.endswith((".dist-info", ".libs"))
+    ]
+    # Outermost only: a suite inside another is removed with it.
+    return sorted(p for p in found if not any(q in p.parents for q in found))
+
+
 def prune(site: Path) -> None:
-    """Drop byte code and direct_url.json (a path on the build machine); fix file modes."""
+    """Drop byte code, upstream test suites and direct_url.json; fix file modes.
+
+    The test suites are a quarter of the files (~50 MB): nothing imports them at run time, and
+    every file costs byte-compiling at install and a look by lintian.
+    """
+    removed = [path.relative_to(site).as_posix() + "/" for path in upstream_test_suites(site)]
+    for suite in removed:
+        shutil.rmtree(site / suite)
     for path in site.rglob("*"):
         # Python imports modules and extensions without the x bit; wheels set it at random.
         executable = path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o111
@@ -272,8 +297,28 @@ def prune(site: Path) -> None:
         stray.unlink()
     for record in site.glob("*.dist-info/RECORD"):
         lines = record.read_text(encoding="utf-8").splitlines()
-        kept = [line for line in lines if "direct_url.json" not in line and "../bin/" not in line]
+        kept = [
+            line
+            for line in lines
+            if "direct_url.json" not in line
+            and "../bin/" not in line
+            and not line.startswith(tuple(removed))
+        ]
         record.write_text("\n".join(kept) + "\n", encoding="utf-8")
+
+
+def compile_byte_code(root: Path, site: Path) -> None:
+    """Ship byte code, compiled here once, instead of compiling on every device at install.
+
+    Byte code depends on the Python version only, not on the CPU, so the amd64 build machine
+    compiles the arm64 package's too. ``unchecked-hash`` .pyc files are used without looking at
+    the source's time stamp (nfpm does not keep it) and are never rewritten; tracebacks name
+    the installed paths (``-s``/``-p``).
+    """
+    if sys.version_info[:2] != (3, 11):
+        raise RuntimeError(f"byte code for {PYTHON} must be compiled by it, not {sys.version}")
+    run([sys.executable, "-m", "compileall", "-q", "-j0", "--invalidation-mode",
+         "unchecked-hash", "-s", str(root), "-p", "/", str(site)])  # fmt: skip
 
 
 def check_no_bundled_ml_runtime(site: Path) -> None:
@@ -377,10 +422,12 @@ def stage(package: DebPackage, arch: str, wheels: dict[str, Path]) -> Path:
          "--target", str(site), *(str(w) for w in ours)])  # fmt: skip
     # Scripts made with this machine's interpreter; make_venv writes the real ones.
     shutil.rmtree(site / "bin")
-    install_dependencies(package, arch, site)
+    with CACHE_LOCKS[arch]:
+        install_dependencies(package, arch, site)
     check_no_bundled_ml_runtime(site)
     make_venv(package, prefix)
     prune(site)
+    compile_byte_code(root, site)
     extra = root / "extra"
     extra.mkdir()
     (extra / "copyright").write_text(copyright_file(package, site), encoding="utf-8")
@@ -396,7 +443,13 @@ def deb_version() -> str:
 
 def render_config(package: DebPackage, arch: str, root: Path, unit: Path) -> Path:
     """Fill the package's nfpm template (nfpm does not expand variables in contents.src)."""
-    template = (TEMPLATES / package.name / "nfpm.yaml").read_text(encoding="utf-8")
+    # nfpm reads these while it packs: a snapshot, so an edit in the working tree meanwhile
+    # cannot leave a half-written file in the package.
+    inputs = root / "inputs"
+    shutil.copytree(TEMPLATES / package.name, inputs / "templates")
+    shutil.copytree(ROOT / "docs", inputs / "docs")
+    shutil.copy2(unit, inputs / unit.name)
+    template = (inputs / "templates" / "nfpm.yaml").read_text(encoding="utf-8")
     libraries = (root / "extra" / "depends").read_text(encoding="utf-8").split("\n")
     rendered = string.Template(template).substitute(
         VERSION=version(),
@@ -405,10 +458,9 @@ def render_config(package: DebPackage, arch: str, root: Path, unit: Path) -> Pat
         MAINTAINER=MAINTAINER,
         HOMEPAGE=HOMEPAGE,
         STAGE=str(root),
-        TEMPLATES=str(TEMPLATES / package.name),
-        COMMON=str(TEMPLATES),
-        UNIT=str(unit),
-        DOCS=str(ROOT / "docs"),
+        TEMPLATES=str(inputs / "templates"),
+        UNIT=str(inputs / unit.name),
+        DOCS=str(inputs / "docs"),
         DEPENDS="\n".join(f"  - {d}" for d in libraries if d),
     )
     out = root / "nfpm.yaml"
@@ -431,9 +483,11 @@ def build(package: DebPackage, arch: str, wheels: dict[str, Path], unit_dir: Pat
     config = render_config(package, arch, root, unit_dir / f"{package.name}.service")
     DIST.mkdir(parents=True, exist_ok=True)
     target = DIST / f"{package.name}_{version()}_{arch}.deb"
-    target.unlink(missing_ok=True)
+    # Packed under another name, renamed when whole: a reader never sees half a package.
+    partial = target.with_name(target.name + ".part")
     run([nfpm_binary(), "package", "--config", str(config), "--packager", "deb",
-         "--target", str(target)])  # fmt: skip
+         "--target", str(partial)])  # fmt: skip
+    partial.replace(target)
     return target
 
 
@@ -445,16 +499,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--unit-dir", type=Path, default=UNITS, help="where the <package>.service files are"
     )
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="packages built at once (CPUs)"
+    )
     args = parser.parse_args(argv)
     chosen = [p for p in PACKAGES if not args.packages or p.name in args.packages]
     started = time.monotonic()
     wheels = build_project_wheels(WORK / "wheels")
-    built = [
-        build(package, arch, wheels, args.unit_dir)
+    jobs = [
+        (package, arch)
         for package in chosen
         for arch in package.arches
         if not args.arch or arch in args.arch
     ]
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        built = list(pool.map(lambda job: build(job[0], job[1], wheels, args.unit_dir), jobs))
     for deb in built:
         print(f"{deb.relative_to(ROOT)}  {deb.stat().st_size / 1e6:.1f} MB")
     print(f"built {len(built)} packages in {time.monotonic() - started:.0f} s")

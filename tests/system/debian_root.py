@@ -24,7 +24,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,8 +237,24 @@ def run_in(
     input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` chrooted into ``root`` (inside ``chroot_root``), with a clean environment."""
+    return run_checked(
+        ["chroot", str(root)], argv, f"in {root}", check=check, timeout=timeout, input=input
+    )
+
+
+def run_checked(
+    prefix: Sequence[str],
+    argv: Sequence[str],
+    where: str,
+    *,
+    check: bool,
+    timeout: float,
+    input: str | None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``prefix + argv`` with ROOT_ENV; with ``check``, a failure raises RootCommandFailed
+    naming ``argv``, ``where`` it ran and the tails of its output."""
     done = subprocess.run(
-        ["chroot", str(root), *argv],
+        [*prefix, *argv],
         env=ROOT_ENV,
         capture_output=True,
         text=True,
@@ -248,7 +264,7 @@ def run_in(
     )
     if check and done.returncode != 0:
         raise RootCommandFailed(
-            f"{' '.join(argv)} exited {done.returncode} in {root}\n"
+            f"{' '.join(argv)} exited {done.returncode} {where}\n"
             f"--- stdout ---\n{done.stdout[-4000:]}\n--- stderr ---\n{done.stderr[-4000:]}"
         )
     return done
@@ -283,9 +299,8 @@ def build_root(root: Path, include: Sequence[str] = INCLUDE, suite: str = SUITE)
     (root / "etc/resolv.conf").unlink(missing_ok=True)
 
 
-def ensure_cached_root(include: Sequence[str] = INCLUDE, suite: str = SUITE) -> Path:
-    """The cached tarball of the root, built first when missing or stale (one builder at a time)."""
-    tarball = cached_tarball(include, suite)
+def cached_build(tarball: Path, build: Callable[[Path], None]) -> Path:
+    """``tarball``, made first by ``build(root_dir)`` + tar when missing or stale (one builder)."""
     tarball.parent.mkdir(parents=True, exist_ok=True)
     with open(tarball.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -293,7 +308,7 @@ def ensure_cached_root(include: Sequence[str] = INCLUDE, suite: str = SUITE) -> 
             return tarball
         staging = Path(tempfile.mkdtemp(prefix="build-", dir=tarball.parent))
         try:
-            build_root(staging / "root", include, suite)
+            build(staging / "root")
             partial = staging / "root.tar"
             subprocess.run(
                 ["tar", "--numeric-owner", "--xattrs", "-cf", str(partial), "-C",
@@ -305,6 +320,13 @@ def ensure_cached_root(include: Sequence[str] = INCLUDE, suite: str = SUITE) -> 
         finally:
             remove_root(staging)
     return tarball
+
+
+def ensure_cached_root(include: Sequence[str] = INCLUDE, suite: str = SUITE) -> Path:
+    """The cached tarball of the root, built first when missing or stale (one builder at a time)."""
+    return cached_build(
+        cached_tarball(include, suite), lambda root: build_root(root, include, suite)
+    )
 
 
 def restore_root(dest: Path, include: Sequence[str] = INCLUDE, suite: str = SUITE) -> Path:

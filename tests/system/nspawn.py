@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from tests.system.debian_root import ROOT_ENV, RootCommandFailed
+from tests.system.debian_root import run_checked
 
 
 class ContainerBootFailed(Exception):
@@ -45,21 +45,10 @@ class Container:
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in all of the container's namespaces (as root, clean environment)."""
-        done = subprocess.run(
-            ["nsenter", "-t", str(self.pid1), "-a", "--", *argv],
-            env=ROOT_ENV,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            input=input,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise RootCommandFailed(
-                f"{' '.join(argv)} exited {done.returncode} in the container\n"
-                f"--- stdout ---\n{done.stdout[-4000:]}\n--- stderr ---\n{done.stderr[-4000:]}"
-            )
-        return done
+        return run_checked(
+            ["nsenter", "-t", str(self.pid1), "-a", "--"], argv, "in the container",
+            check=check, timeout=timeout, input=input,
+        )  # fmt: skip
 
     def unit_properties(self, unit: str, *names: str) -> dict[str, str]:
         """``systemctl show`` of ``unit`` as a dict (only ``names`` when given)."""
@@ -194,8 +183,12 @@ def booted(
     network_namespace_path: Path | None = None,
     boot_timeout: float = 120,
     console_log: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[Container]:
-    """Boot ``root`` with systemd-nspawn and yield it running; always power it off afterwards."""
+    """Boot ``root`` with systemd-nspawn and yield it running; always power it off afterwards.
+
+    ``extra_args`` go to systemd-nspawn as they are (e.g. ``--bind-ro=SRC:DST``).
+    """
     machine = f"fltest-{uuid.uuid4().hex[:10]}"
     console = console_log or root.parent / f"{machine}.console.log"
     argv = [
@@ -204,6 +197,7 @@ def booted(
     ]  # fmt: skip
     if network_namespace_path is not None:
         argv.append(f"--network-namespace-path={network_namespace_path}")
+    argv += extra_args
     out: IO[bytes]
     with open(console, "wb") as out:
         nspawn = subprocess.Popen(

@@ -8,6 +8,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
 import structlog
 import uvicorn
@@ -20,6 +21,7 @@ from fl_coordinator.fleet_gateway import FleetGateway
 from fl_coordinator.flower_control import FlowerControl
 from fl_coordinator.init_command import run_init
 from fl_coordinator.notifying_server import NotifyingServer
+from fl_coordinator.pki import certificate_names, certificate_names_host
 from fl_coordinator.port_check import ensure_port_free
 from fl_coordinator.registry import Registry
 from fl_coordinator.run_service import RunService
@@ -130,6 +132,17 @@ def _tls(settings: CoordinatorSettings) -> SuperLinkTls | None:
             f"no TLS identity in {pki} (missing {', '.join(missing)}): run `fl-coordinator "
             f"init --state-dir {settings.state_dir} --host <name devices use>` first "
             "(or pass --insecure-dev for a development setup on a trusted machine)"
+        )
+    # The ServerApp reports each round to api_url over TLS: a certificate that does not name
+    # that host would make every report fail while the run still looks alive.
+    api_host = urlsplit(settings.api_url).hostname or ""
+    if not certificate_names_host(tls.cert.read_bytes(), api_host):
+        names = ", ".join(certificate_names(tls.cert.read_bytes()))
+        raise ConfigError(
+            f"the server certificate {tls.cert} does not name {api_host} (it names {names}), "
+            f"where this coordinator's API listens (host = {settings.host!r}): run "
+            f"`fl-coordinator init --state-dir {settings.state_dir} --host {api_host}` (keeps the "
+            "CA, so enrolled devices stay valid), or set host to one of the names"
         )
     return tls
 

@@ -90,6 +90,15 @@ def certificate_names(pem: bytes) -> list[str]:
     return [_name_text(name) for name in _sans(x509.load_pem_x509_certificate(pem))]
 
 
+def certificate_names_host(pem: bytes, host: str) -> bool:
+    """Whether a certificate's subjectAltName lists ``host`` (a DNS name or an IP address)."""
+    try:
+        name = _name(host)
+    except ConfigError:
+        return False
+    return name is not None and name in _sans(x509.load_pem_x509_certificate(pem))
+
+
 def ensure_pki(state_dir: Path, hosts: Sequence[str]) -> PkiPaths:
     """Create the CA and server certificate once; later calls reuse them.
 

@@ -14,6 +14,7 @@ from fl_coordinator.api_deps import RegistryDep, SettingsDep
 from fl_coordinator.credentials import CredentialStore, EnrollmentRefused, IssuedToken
 from fl_coordinator.errors import SuperLinkUnreachable
 from fl_coordinator.flower_control import NodeKeyRefused, node_key_pem
+from fl_coordinator.settings import CoordinatorSettings
 from fl_shared.enrollment_wire import (
     EnrollmentGranted,
     EnrollmentRequest,
@@ -140,6 +141,20 @@ def enroll(
         device_credential=credential.secret,
         ca_certificate=ca,
         node_id=node_id,
-        superlink_address=settings.advertised_fleet_address,
+        superlink_address=_fleet_address_for(request, settings),
         heartbeat_interval_s=settings.heartbeat_interval_s,
     )
+
+
+def _fleet_address_for(request: Request, settings: CoordinatorSettings) -> str:
+    """host:port of the Fleet API for the device enrolling now.
+
+    With the gateway on every address and no fleet_address set, the name the device itself
+    used to reach this API (checked against the server certificate by its TLS) reaches the
+    gateway too, which serves the same certificate; "127.0.0.1" would only work on this host.
+    """
+    wildcard = settings.gateway_host in ("0.0.0.0", "::", "")  # noqa: S104
+    host = request.url.hostname
+    if settings.fleet_address or not wildcard or not host:
+        return settings.advertised_fleet_address
+    return f"[{host}]:{settings.fleet_port}" if ":" in host else f"{host}:{settings.fleet_port}"

