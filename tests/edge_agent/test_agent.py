@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from fl_edge_agent.device_identity import DeviceIdentity
 from fl_edge_agent.errors import CoordinatorRejected
 from fl_edge_agent.settings import AgentSettings
 from fl_shared.backoff import Backoff
+from fl_shared.systemd_notifier import SystemdNotifier
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -363,3 +365,31 @@ def test_the_test_only_straggler_delay_reaches_the_clientapp(
     finally:
         client.close()
     assert agent.node_config()["test-train-delay-s"] == 2.5
+
+
+def test_an_unreachable_coordinator_does_not_hold_up_the_start(
+    tmp_path: Path, zero_backoff: None
+) -> None:
+    """READY=1 while retrying: `systemctl restart` (an apt upgrade's postinst) must not hang."""
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise httpx.ConnectError("connection refused", request=request)
+        return _registered("dev-late", 7.5)
+
+    path = tmp_path / "notify.sock"
+    client = _client(handler)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(0.5)
+        notifier = SystemdNotifier({"NOTIFY_SOCKET": str(path)})
+        try:
+            agent = Agent(_settings(tmp_path), client, threading.Event(), notifier=notifier)
+            assert agent.enroll() == 7.5
+        finally:
+            client.close()
+        first = sock.recv(4096).decode()
+    assert first == "READY=1\nSTATUS=waiting for the coordinator at http://coordinator.test"

@@ -79,7 +79,9 @@ class Agent:
         """Register until the coordinator answers; returns its heartbeat interval.
 
         None means we were asked to stop while waiting. A 4xx answer raises at once:
-        retrying cannot fix it.
+        retrying cannot fix it. While the coordinator is unreachable the agent counts as started
+        (READY=1 with a status saying what it waits for): `systemctl restart`, and with it an
+        `apt` upgrade's postinst, must not hang until the coordinator is back.
         """
         backoff = Backoff(base_s=0.5, cap_s=30.0)
         while not self._stop.is_set():
@@ -88,7 +90,7 @@ class Agent:
             except CoordinatorUnreachable as exc:
                 wait = backoff.next_wait()
                 log.warning("enroll_retry", error=str(exc), retry_in_s=round(wait, 2))
-                self._notifier.status(f"waiting for the coordinator at {self._client.base_url}")
+                self._notifier.ready(f"waiting for the coordinator at {self._client.base_url}")
                 self._notifier.maybe_watchdog(time.monotonic())
                 self._stop.wait(wait)
                 continue
