@@ -75,16 +75,21 @@ def _ack(request: httpx.Request) -> httpx.Response:
     )
 
 
-def test_enroll_retries_until_answered_and_persists_id(tmp_path: Path, zero_backoff: None) -> None:
-    calls = 0
+def _refused_twice_then(device_id: str) -> tuple[Handler, list[int]]:
+    """A coordinator that refuses two connections, then registers ``device_id``; counts calls."""
+    calls = [0]
 
     def handler(request: httpx.Request) -> httpx.Response:
-        nonlocal calls
-        calls += 1
-        if calls <= 2:
+        calls[0] += 1
+        if calls[0] <= 2:
             raise httpx.ConnectError("connection refused", request=request)
-        return _registered("dev-abc", 7.5)
+        return _registered(device_id, 7.5)
 
+    return handler, calls
+
+
+def test_enroll_retries_until_answered_and_persists_id(tmp_path: Path, zero_backoff: None) -> None:
+    handler, calls = _refused_twice_then("dev-abc")
     client = _client(handler)
     try:
         agent = Agent(_settings(tmp_path), client, threading.Event())
@@ -94,7 +99,7 @@ def test_enroll_retries_until_answered_and_persists_id(tmp_path: Path, zero_back
         client.close()
 
     assert interval == 7.5
-    assert calls == 3
+    assert calls == [3]
     assert agent.device_id == "dev-abc"
     assert json.loads((tmp_path / "device.json").read_text()) == {"device_id": "dev-abc"}
     assert DeviceIdentity(tmp_path).load() == "dev-abc"
@@ -371,15 +376,7 @@ def test_an_unreachable_coordinator_does_not_hold_up_the_start(
     tmp_path: Path, zero_backoff: None
 ) -> None:
     """READY=1 while retrying: `systemctl restart` (an apt upgrade's postinst) must not hang."""
-    calls = 0
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        nonlocal calls
-        calls += 1
-        if calls <= 2:
-            raise httpx.ConnectError("connection refused", request=request)
-        return _registered("dev-late", 7.5)
-
+    handler, _calls = _refused_twice_then("dev-late")
     path = tmp_path / "notify.sock"
     client = _client(handler)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
