@@ -1,19 +1,22 @@
-"""Make a "newer build" of a .deb for upgrade tests: bump its version, optionally change a conffile.
+"""Make a "newer build" of a .deb for upgrade tests: bump its version, optionally change files.
 
 A .deb is an ar archive of ``debian-binary``, ``control.tar.*`` and ``data.tar.*``. A version bump
 only rewrites the small control member and copies the data member as it is, so it takes a moment
 even for a venv of several hundred MB (``dpkg-deb -R`` + ``-b`` recompresses everything and takes
-minutes). Changing a conffile streams the data member once, uncompressed on the way out.
+minutes). Changing a conffile or replacing files streams the data member once, uncompressed on the
+way out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import shutil
 import tarfile
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -61,11 +64,12 @@ class _Window(io.RawIOBase):
 
 
 def _new_control(
-    control_tar: bytes, version_suffix: str, changed: dict[str, str]
+    control_tar: bytes, version_suffix: str, changed: dict[str, str], version: str | None = None
 ) -> tuple[bytes, str]:
-    """The control member with Version suffixed and md5sums updated for ``changed`` files."""
+    """The control member with Version suffixed (or set to ``version``) and md5sums updated for
+    ``changed`` files."""
     out = io.BytesIO()
-    version = ""
+    new_version = ""
     with (
         tarfile.open(fileobj=io.BytesIO(control_tar)) as src,
         tarfile.open(fileobj=out, mode="w:gz", format=tarfile.GNU_FORMAT) as dst,
@@ -77,8 +81,8 @@ def _new_control(
                 match = re.search(r"^Version: (\S+)$", text, re.M)
                 if match is None:
                     raise ValueError("control has no Version field")
-                version = match.group(1) + version_suffix
-                data = text.replace(match.group(0), f"Version: {version}").encode()
+                new_version = version or match.group(1) + version_suffix
+                data = text.replace(match.group(0), f"Version: {new_version}").encode()
             if data is not None and _plain(info.name) == "md5sums":
                 lines = []
                 for line in data.decode().splitlines():
@@ -90,47 +94,71 @@ def _new_control(
                 dst.addfile(info, io.BytesIO(data))
             else:
                 dst.addfile(info)
-    return out.getvalue(), version
+    return out.getvalue(), new_version
 
 
-def repack(deb: Path, dest: Path, version_suffix: str, *, conffile: str | None = None) -> Path:
-    """A copy of ``deb`` in ``dest`` versioned ``<version><suffix>``.
+def repack(
+    deb: Path,
+    dest: Path,
+    version_suffix: str = "",
+    *,
+    version: str | None = None,
+    conffile: str | None = None,
+    files: Mapping[str, bytes] | None = None,
+) -> Path:
+    """A copy of ``deb`` in ``dest`` versioned ``<version><suffix>``, or ``version`` when given.
 
     With ``conffile`` (an absolute path the package installs), that file's packaged content gets
-    a line appended, as when a release changes a default.
+    a line appended, as when a release changes a default. ``files`` (absolute path the package
+    installs → content) replaces those files' content, keeping owner and mode (e.g. a version
+    file, or a program that fails on purpose).
     """
+    if not version_suffix and not version:
+        raise ValueError("a newer build needs a version_suffix or a version")
+    replaced = {path.lstrip("/"): content for path, content in (files or {}).items()}
     with deb.open("rb") as fh:
         members = {name: (offset, size) for name, offset, size in _members(fh)}
         control_name = next(n for n in members if n.startswith("control.tar"))
         data_name = next(n for n in members if n.startswith("data.tar"))
-        staged_data = dest / f"data{version_suffix}.tar"
+        handle, staged_name = tempfile.mkstemp(prefix="data-", suffix=".tar", dir=dest)
+        os.close(handle)
+        staged_data = Path(staged_name)
         changed: dict[str, str] = {}
-        if conffile is not None:
+        if conffile is not None or replaced:
             fh.seek(members[data_name][0])
             reader = io.BufferedReader(_Window(fh, members[data_name][1]), 1 << 20)
-            target = conffile.lstrip("/")
+            target = conffile.lstrip("/") if conffile is not None else None
             with (
                 tarfile.open(fileobj=reader, mode="r|*") as src,
                 tarfile.open(staged_data, "w", format=tarfile.GNU_FORMAT) as dst,
             ):
                 for info in src:
-                    if info.isfile() and _plain(info.name) == target:
-                        content = src.extractfile(info).read()  # type: ignore[union-attr]
-                        content += CONFFILE_CHANGE.format(version=version_suffix).encode()
-                        changed[target] = hashlib.md5(content).hexdigest()  # noqa: S324
+                    path = _plain(info.name)
+                    if info.isfile() and (path == target or path in replaced):
+                        if path in replaced:
+                            content = replaced[path]
+                        else:
+                            content = src.extractfile(info).read()  # type: ignore[union-attr]
+                            change = CONFFILE_CHANGE.format(version=version or version_suffix)
+                            content += change.encode()
+                        changed[path] = hashlib.md5(content).hexdigest()  # noqa: S324
                         info.size = len(content)
                         dst.addfile(info, io.BytesIO(content))
                     elif info.isfile():
                         dst.addfile(info, src.extractfile(info))
                     else:
                         dst.addfile(info)
-            if not changed:
-                raise ValueError(f"{conffile} is not in {deb.name}")
+            missing = sorted({*replaced, *([target] if target else [])} - set(changed))
+            if missing:
+                staged_data.unlink()
+                raise ValueError(f"not files of {deb.name}: {', '.join('/' + m for m in missing)}")
         fh.seek(members[control_name][0])
-        control, version = _new_control(fh.read(members[control_name][1]), version_suffix, changed)
+        control, new_version = _new_control(
+            fh.read(members[control_name][1]), version_suffix, changed, version
+        )
 
         name, _, arch = deb.name.split("_")
-        out = dest / f"{name}_{version}_{arch}"
+        out = dest / f"{name}_{new_version}_{arch}"
         with out.open("wb") as dst_fh:
             dst_fh.write(AR_MAGIC)
             for member_name, payload in (("debian-binary", b"2.0\n"), ("control.tar.gz", control)):
@@ -142,7 +170,6 @@ def repack(deb: Path, dest: Path, version_suffix: str, *, conffile: str | None =
                 dst_fh.write(_ar_header("data.tar", size))
                 with staged_data.open("rb") as data_fh:
                     shutil.copyfileobj(data_fh, dst_fh, 1 << 20)
-                staged_data.unlink()
             else:
                 size = members[data_name][1]
                 dst_fh.write(_ar_header(data_name, size))
@@ -150,4 +177,5 @@ def repack(deb: Path, dest: Path, version_suffix: str, *, conffile: str | None =
                 shutil.copyfileobj(_Window(fh, size), dst_fh, 1 << 20)
             if size % 2:
                 dst_fh.write(b"\n")
+        staged_data.unlink()
     return out

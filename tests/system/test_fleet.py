@@ -26,16 +26,12 @@ compiling 900 MB.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import glob
 import json
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,6 +39,8 @@ from typing import Any
 import pytest
 from tests.system import debian_root, fleet
 from tests.system.fleet import Fleet, FleetNode, NodeSpec
+from tests.system.phases import Phases
+from tests.system.torch_target import torch_target, torch_wheel
 
 pytestmark = pytest.mark.system
 
@@ -52,78 +50,8 @@ API_URL = f"https://{COORDINATOR}:8080"
 STATE = "/var/lib/fl-coordinator"
 ADMIN_TOKEN_FILE = f"{STATE}/initial-admin-token"
 CA_FILE = f"{STATE}/pki/ca.crt"
-TORCH_WHEELS = "/opt/wheels/torch-2.13.0+cpu-cp311-*.whl"
 INSTALL_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 420
-
-
-class Phases:
-    """Wall-clock time of each phase, printed as it ends and summed up at the end."""
-
-    def __init__(self) -> None:
-        self.times: dict[str, float] = {}
-        self.started = time.monotonic()
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self.times[name] = time.monotonic() - started
-            print(f"phase {name}: {self.times[name]:.1f} s", flush=True)
-
-    def summary(self) -> str:
-        lines = [f"  {name:<28} {seconds:6.1f} s" for name, seconds in self.times.items()]
-        total = time.monotonic() - self.started
-        return "\n".join(["fleet test phases:", *lines, f"  {'total':<28} {total:6.1f} s"])
-
-
-def torch_wheel() -> Path:
-    """The CPU torch wheel on this host (``$FL_SYSTEM_TEST_TORCH_WHEEL`` or /opt/wheels)."""
-    given = os.environ.get("FL_SYSTEM_TEST_TORCH_WHEEL")
-    found = [Path(given)] if given else [Path(p) for p in sorted(glob.glob(TORCH_WHEELS))]
-    if not found or not found[-1].is_file():
-        pytest.fail(
-            f"no CPU torch wheel ({given or TORCH_WHEELS}); set FL_SYSTEM_TEST_TORCH_WHEEL",
-            pytrace=False,
-        )
-    return found[-1]
-
-
-def torch_target(wheel: Path) -> Path:
-    """``pip install --target`` of ``wheel`` (with its dependencies), made once and cached.
-
-    What docs/install.md does on each machine (``uv pip install --target
-    /usr/local/lib/<pkg>/python ... torch==2.13.0``), done once here with the dev venv's pip
-    from the local wheel. pip also byte-compiles it (Python 3.11, as in the containers), so
-    with the directory mounted read-only no process in them compiles torch on import.
-    """
-    target = debian_root.cache_dir() / f"torch-target-{wheel.stem}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.with_name(target.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if target.is_dir():
-            return target
-        partial = Path(tempfile.mkdtemp(prefix="torch-", dir=target.parent))
-        try:
-            pip = [str(debian_root.REPO / ".venv/bin/python"), "-m", "pip", "install"]
-            done = subprocess.run(
-                [*pip, "--quiet", "--target", str(partial), str(wheel)],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=900,
-            )
-            if done.returncode != 0:
-                pytest.fail(f"pip install --target of {wheel.name} failed:\n{done.stderr[-3000:]}")
-            # mkdtemp made it 0700: the services' users in the containers must read it.
-            partial.chmod(0o755)
-            partial.rename(target)
-        finally:
-            if partial.exists():
-                shutil.rmtree(partial)
-    return target
 
 
 def _deb(built_debs: dict[str, Path], name: str) -> Path:
