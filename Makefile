@@ -48,15 +48,17 @@ e2e: setup fashion-mnist
 	$(BIN)/python -m pytest -m e2e
 
 # The system tests (build the .debs, lintian, install them in Debian roots, boot them under
-# systemd-nspawn, a 3-container fleet, arm64 under qemu; root only) are mostly package and disk
-# work: they run beside the unit tests, their output collected in test-artifacts/. The
+# systemd-nspawn, a 3-container fleet, deploy/ansible over SSH to a 4-container fleet, arm64
+# under qemu; root only) are mostly package, disk and waiting: they run beside lint, typecheck
+# and the unit tests, their output collected in test-artifacts/. The
 # end-to-end tests, whose processes race real clocks, run afterwards on a quiet machine.
 SYSTEM_LOG := test-artifacts/system-tests.log
 
-test: setup fashion-mnist lint typecheck
+test: setup fashion-mnist
 	@mkdir -p test-artifacts
-	@echo "system tests run alongside the unit tests; their output: $(SYSTEM_LOG)"
+	@echo "system tests run alongside lint, typecheck and the unit tests; their output: $(SYSTEM_LOG)"
 	@$(BIN)/python -m pytest -m system > $(SYSTEM_LOG) 2>&1 & system=$$!; \
+	$(MAKE) --no-print-directory lint typecheck && \
 	$(BIN)/python -m pytest -m "not e2e and not system"; unit=$$?; \
 	wait $$system; status=$$?; \
 	echo "=== system tests ($(SYSTEM_LOG)) ==="; cat $(SYSTEM_LOG); \
