@@ -17,6 +17,8 @@ controller's namespace kills whatever is left in it.
 from __future__ import annotations
 
 import contextlib
+import gzip
+import hashlib
 import json
 import os
 import re
@@ -36,11 +38,20 @@ from tests.system.deb_repack import repack
 from tests.system.fleet import Endpoint
 
 ANSIBLE_DIR = debian_root.REPO / "deploy" / "ansible"
-# What a node needs beyond the packages' own Depends: sshd, and python3-apt for Ansible's apt
-# module (without it the module tries to install it, which fails offline).
-NODE_PACKAGES = ("openssh-server", "python3-apt")
+# What a node needs beyond the packages' own Depends: sshd, python3-apt for Ansible's apt module
+# (without it the module tries to install it, which fails offline) and python3-debian for its
+# deb822_repository module (the apt package source).
+NODE_PACKAGES = ("openssh-server", "python3-apt", "python3-debian")
 # Host tools of the controller side, and the Debian package that provides each.
-TOOLS = {"ssh": "openssh-client", "ssh-keygen": "openssh-client", "dpkg-deb": "dpkg"}
+TOOLS = {
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "dpkg-deb": "dpkg",
+    # The upgrade goes through a signed apt repository (AptRepository).
+    "dpkg-scanpackages": "dpkg-dev",
+    "gpg": "gnupg",
+    "gpgconf": "gnupg",
+}
 # Where every node gets the host's torch directory (read-only); /usr/local/lib/<pkg>/python is
 # a symlink to it, so a purge removes the symlink instead of failing on a read-only mount.
 TORCH_MOUNT = "/srv/fl-torch"
@@ -102,6 +113,9 @@ def node_layer(public_key: str) -> Callable[[Path], None]:
         pam = root / "etc" / "pam.d" / "sshd"
         loginuid = re.compile(r"(?m)^session\s+required\s+pam_loginuid\.so")
         pam.write_text(loginuid.sub("session optional pam_loginuid.so", pam.read_text()))
+        # Offline devices: no Debian mirror to reach, only the fleet's own apt repository.
+        (root / "etc" / "apt" / "sources.list.d" / "debian.sources").unlink(missing_ok=True)
+        (root / "etc" / "apt" / "sources.list").unlink(missing_ok=True)
         for package in ("fl-edge-agent", "fl-coordinator"):
             directory = root / "usr" / "local" / "lib" / package
             directory.mkdir(parents=True, exist_ok=True)
@@ -171,6 +185,112 @@ def agent_build(
     return made.rename(builds.directory / f"fl-edge-agent_{upstream}_{arch}.deb")
 
 
+# --- An apt repository -------------------------------------------------------------------------
+
+
+class AptRepository:
+    """A signed flat apt repository (``dpkg-scanpackages``, ``InRelease`` signed with a throwaway
+    ed25519 key) served over HTTP from the controller namespace, as a fleet's own repository
+    would be: devices add it with the key inline (``signed_by``) and install pinned versions.
+
+    ``close`` stops the server (by PID) and the key's gpg-agent.
+    """
+
+    def __init__(self, directory: Path, netns: str, address: str, port: int = 8090) -> None:
+        self.directory = directory
+        self.netns = netns
+        self.uri = f"http://{address}:{port}/"
+        self._bind = (address, port)
+        self._home = directory.parent / f"{directory.name}-gnupg"
+        self._server: subprocess.Popen[bytes] | None = None
+        self.public_key = ""
+
+    def publish(self, debs: Sequence[Path]) -> None:
+        """``debs`` in the repository, its indexes and signed InRelease (re)written."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for deb in debs:
+            target = self.directory / deb.name
+            if not target.exists():
+                target.symlink_to(deb.resolve())
+        packages = subprocess.run(
+            ["dpkg-scanpackages", "--multiversion", "."],
+            cwd=self.directory, capture_output=True, check=True, timeout=300,
+        ).stdout  # fmt: skip
+        (self.directory / "Packages").write_bytes(packages)
+        (self.directory / "Packages.gz").write_bytes(gzip.compress(packages, mtime=0))
+        lines = [
+            "Origin: fl-system-test",
+            "Label: fl-system-test",
+            f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S UTC', time.gmtime())}",
+            "SHA256:",
+        ]
+        for name in ("Packages", "Packages.gz"):
+            data = (self.directory / name).read_bytes()
+            lines.append(f" {hashlib.sha256(data).hexdigest()} {len(data)} {name}")
+        (self.directory / "Release").write_text("\n".join(lines) + "\n")
+        self._sign()
+
+    def _gpg(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        self._home.mkdir(mode=0o700, exist_ok=True)
+        return subprocess.run(
+            ["gpg", "--homedir", str(self._home), "--batch", "--pinentry-mode", "loopback",
+             "--passphrase", "", *args],
+            capture_output=True, check=True, timeout=60,
+        )  # fmt: skip
+
+    def _sign(self) -> None:
+        if not self.public_key:
+            self._gpg(
+                "--quick-gen-key", "fl system test <repo@fl.invalid>", "ed25519", "sign", "1d"
+            )
+            self.public_key = self._gpg("--armor", "--export").stdout.decode()
+        (self.directory / "InRelease").unlink(missing_ok=True)
+        self._gpg("--clearsign", "--output", str(self.directory / "InRelease"),
+                  str(self.directory / "Release"))  # fmt: skip
+
+    def serve(self) -> None:
+        """An HTTP server for the repository in the controller namespace."""
+        address, port = self._bind
+        self._server = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, sys.executable, "-m", "http.server",
+             "--bind", address, "--directory", str(self.directory), str(port)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while subprocess.run(
+            ["ip", "netns", "exec", self.netns, sys.executable, "-c",
+             "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1)",
+             address, str(port)],
+            capture_output=True, check=False, timeout=15,
+        ).returncode != 0:  # fmt: skip
+            if time.monotonic() > deadline or self._server.poll() is not None:
+                raise RuntimeError(f"the apt repository's server did not start on {self.uri}")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.terminate()
+            try:
+                self._server.wait(10)
+            except subprocess.TimeoutExpired:
+                self._server.kill()
+                self._server.wait()
+        if self._home.exists():
+            subprocess.run(["gpgconf", "--homedir", str(self._home), "--kill", "all"],
+                           capture_output=True, check=False, timeout=30)  # fmt: skip
+            shutil.rmtree(self._home, ignore_errors=True)
+
+    def inventory_vars(self) -> dict[str, Any]:
+        """The fl_edge_agent variables that install from this repository."""
+        return {
+            "fl_edge_agent_source": "apt",
+            "fl_edge_agent_apt_repo_uri": self.uri,
+            "fl_edge_agent_apt_repo_suite": "./",
+            "fl_edge_agent_apt_repo_components": [],
+            "fl_edge_agent_apt_repo_signed_by": self.public_key,
+        }
+
+
 # --- Inventory ---------------------------------------------------------------------------------
 
 
@@ -218,6 +338,13 @@ def inventory(
             },
         }
     }
+
+
+def write_vars(path: Path, variables: Mapping[str, Any]) -> Path:
+    """``variables`` as a JSON file for ``ansible-playbook -e @path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(variables, indent=2) + "\n")
+    return path
 
 
 def write_inventory(path: Path, content: Mapping[str, Any]) -> Path:

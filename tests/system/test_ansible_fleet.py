@@ -10,9 +10,10 @@ with an inventory this test writes, exactly the playbooks of deploy/ansible:
    installed, configured and enrolled in canary batches; ``flctl devices list --json`` shows
    every device online, and a 2-round run over the three devices completes.
 2. ``site.yml`` again: ``changed=0`` on every host.
-3. ``upgrade.yml`` to a newer build (its packaged agent.toml changed too): every device runs it,
-   and the coordinator sees the new agent version; each device's edited agent.toml is kept
-   byte for byte (dpkg writes ``.dpkg-dist``).
+3. ``upgrade.yml`` to a newer build (its packaged agent.toml changed too) from a signed flat
+   apt repository served in the controller's namespace (``fl_edge_agent_source: apt``): every
+   device runs it, and the coordinator sees the new agent version; each device's edited
+   agent.toml is kept byte for byte (dpkg writes ``.dpkg-dist``).
 4. ``upgrade.yml`` to a broken build (its program exits 1): the canary fails its health check,
    the play stops, the other devices are not touched (same package, same agent process);
    ``rollback.yml`` to the good build brings the canary back.
@@ -37,7 +38,7 @@ from typing import Any
 
 import pytest
 from tests.system import ansible_fleet, fleet
-from tests.system.ansible_fleet import AnsibleController, Builds
+from tests.system.ansible_fleet import AnsibleController, AptRepository, Builds
 from tests.system.fleet import Fleet, FleetNode, NodeSpec
 from tests.system.phases import Phases
 from tests.system.torch_target import torch_target, torch_wheel
@@ -189,18 +190,34 @@ def _site_again(ctl: AnsibleController, phases: Phases) -> None:
     )
 
 
-def _upgrade(ctl: AnsibleController, nodes: Fleet, builds: Builds, phases: Phases) -> None:
-    """upgrade.yml to the newer build; each device's edited agent.toml survives it."""
+def _upgrade(
+    ctl: AnsibleController, nodes: Fleet, builds: Builds, repo: AptRepository, phases: Phases
+) -> None:
+    """upgrade.yml to the newer build from the fleet's signed apt repository; each device's
+    edited agent.toml survives it."""
     edited = {}
     for name in DEVICES:
         conffile = nodes[name].root / ansible_fleet.AGENT_CONFFILE.lstrip("/")
         conffile.write_text(conffile.read_text() + LOCAL_EDIT)
         edited[name] = conffile.read_text()
-    with phases("upgrade.yml (newer build)"):
-        run = ctl.passing("upgrade.yml", "-e", f"fl_edge_agent_version={builds.upgrade}")
+    deployed = {n: _deploy_dir(nodes[n]) for n in DEVICES}
+    with phases("apt repository (publish, serve)"):
+        agent_debs = sorted(builds.directory.glob("fl-edge-agent_*_amd64.deb"))
+        repo.publish([d for d in agent_debs if builds.broken not in d.name])
+        repo.serve()
+        source = ansible_fleet.write_vars(ctl.workdir / "apt-source.json", repo.inventory_vars())
+    with phases("upgrade.yml (newer build, apt repository)"):
+        run = ctl.passing(
+            "upgrade.yml", "-e", f"fl_edge_agent_version={builds.upgrade}", "-e", f"@{source}"
+        )
     assert all(run.recap[n].changed > 0 for n in DEVICES), run.recap
     wanted = f"{builds.upgrade}-{builds.revision}"
     assert {n: _installed(nodes[n]) for n in DEVICES} == dict.fromkeys(DEVICES, wanted)
+    for name in DEVICES:
+        # From the repository, not a copied file: the deploy directory is as it was.
+        assert _deploy_dir(nodes[name]) == deployed[name], name
+        sources = nodes[name].root / "etc/apt/sources.list.d/fl-fleet.sources"
+        assert repo.uri in sources.read_text(), name
     for name in DEVICES:
         conffile = nodes[name].root / ansible_fleet.AGENT_CONFFILE.lstrip("/")
         assert conffile.read_text() == edited[name], f"{name}: agent.toml was not kept"
@@ -254,8 +271,12 @@ def _decommission(ctl: AnsibleController, nodes: Fleet, phases: Phases) -> None:
     identity = json.loads(
         (node.root / "var/lib/fl-edge-agent/identity/enrollment.json").read_text()
     )
+    apt_source = node.root / "etc/apt/sources.list.d/fl-fleet.sources"
+    assert apt_source.is_file()  # the apt upgrade added it
     with phases(f"decommission.yml -l {DECOMMISSIONED}"):
-        run = ctl.passing("decommission.yml", "-l", DECOMMISSIONED)
+        # With the apt source's variables, as an inventory that installs from apt has them.
+        source = f"@{ctl.workdir / 'apt-source.json'}"
+        run = ctl.passing("decommission.yml", "-l", DECOMMISSIONED, "-e", source)
     assert set(run.recap) == {DECOMMISSIONED}, run.recap
     record = _flctl(coordinator, "devices", "show", identity["device_id"])
     assert record["status"] == "revoked", record
@@ -263,6 +284,8 @@ def _decommission(ctl: AnsibleController, nodes: Fleet, phases: Phases) -> None:
     for gone in ("etc/fl-edge-agent", "var/lib/fl-edge-agent", "opt/fl-edge-agent",
                  "usr/local/lib/fl-edge-agent", "var/cache/fl-edge-agent-deploy"):  # fmt: skip
         assert not (node.root / gone).exists(), f"/{gone} survived the purge"
+    assert not apt_source.exists(), "the fleet's apt repository is still configured"
+    assert not list((node.root / "etc/apt/keyrings").glob("fl-fleet.*")), "its key is still there"
     status = node.exec(["dpkg-query", "--show", "fl-edge-agent"], check=False)
     assert status.returncode != 0, status.stdout
     # The others carry on.
@@ -349,7 +372,13 @@ def test_site_upgrade_canary_rollback_decommission_over_ssh(
             _site_again(ctl, phases)
             with phases("repacks (wait for the background)"):
                 builds = newer_builds.result()
-            _upgrade(ctl, nodes, builds, phases)
+            repo = AptRepository(
+                tmp_path / "apt-repo",
+                nodes.endpoints[CONTROLLER].netns,
+                nodes.endpoints[CONTROLLER].address,
+            )
+            stack.callback(repo.close)
+            _upgrade(ctl, nodes, builds, repo, phases)
             _broken_then_rollback(ctl, nodes, builds, phases)
             _decommission(ctl, nodes, phases)
         except Exception as exc:
