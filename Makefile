@@ -49,26 +49,23 @@ e2e: setup fashion-mnist
 
 # The system tests (build the .debs, lintian, install them in Debian roots, boot them under
 # systemd-nspawn, a 3-container fleet, deploy/ansible over SSH to a 4-container fleet, arm64
-# under qemu; root only) are mostly package, disk and waiting: they run beside lint, typecheck,
-# the unit tests and the end-to-end tests that assert outcomes only (E2E_UNDER_LOAD: runs to
-# completion, checkpoints, rejected updates), their output collected in test-artifacts/. The
-# other end-to-end tests, whose processes race real clocks (heartbeats going stale, backoff,
-# stragglers, a browser), run afterwards on a quiet machine; a new e2e file goes there too.
+# under qemu; root only) are mostly package, disk and waiting: they run beside lint, typecheck
+# and the unit tests, their output collected in test-artifacts/. The end-to-end tests, whose
+# processes race real clocks, run afterwards on a quiet machine. (Running the outcome-only e2e
+# files beside the system tests was measured: the 2 cores are saturated, so the system tests
+# took 190 s longer and the whole run gained 40 s; not worth a noisier machine.)
 SYSTEM_LOG := test-artifacts/system-tests.log
-E2E_UNDER_LOAD := tests/e2e/test_demo.py tests/e2e/test_poisoned_update.py \
-	tests/e2e/test_run_recovery.py tests/e2e/test_secure_training.py
 
 test: setup fashion-mnist
 	@mkdir -p test-artifacts
 	@echo "system tests run alongside lint, typecheck and the unit tests; their output: $(SYSTEM_LOG)"
 	@$(BIN)/python -m pytest -m system > $(SYSTEM_LOG) 2>&1 & system=$$!; \
 	$(MAKE) --no-print-directory lint typecheck && \
-	$(BIN)/python -m pytest -m "not e2e and not system" && \
-	$(BIN)/python -m pytest -m e2e $(E2E_UNDER_LOAD); unit=$$?; \
+	$(BIN)/python -m pytest -m "not e2e and not system"; unit=$$?; \
 	wait $$system; status=$$?; \
 	echo "=== system tests ($(SYSTEM_LOG)) ==="; cat $(SYSTEM_LOG); \
 	test $$unit -eq 0 -a $$status -eq 0
-	$(BIN)/python -m pytest -m e2e $(addprefix --ignore=,$(E2E_UNDER_LOAD))
+	$(BIN)/python -m pytest -m e2e
 
 system: setup
 	$(BIN)/python -m pytest -m system
